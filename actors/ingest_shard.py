@@ -1,0 +1,69 @@
+"""IngestShard: a Ray actor holding Redis connections for its logical shards.
+
+A thin shell around posray.services.capture.append_batch; one call carries many documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+
+from posray.adapters.keyfile import load_keys
+from posray.adapters.pg import create_pool
+from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.redis_capture import RedisCapture, connect
+from posray.domain.errors import Unavailable
+from posray.services.capture import append_batch
+from posray.settings import Settings
+
+log = logging.getLogger("posray.ingest")
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
+class IngestShard:
+    """Captures documents of the logical shards it owns."""
+
+    def __init__(self, settings: Settings, shards: list[int]):
+        self._settings = settings
+        self._shards = set(shards)
+        self._keys = load_keys(settings.seed_file)
+        self._client = connect(settings.redis_url)
+        self._capture = RedisCapture(
+            self._client, settings.key_prefix, settings.idempotency_ttl_s, settings.stream_backlog_max
+        )
+        self._ready = asyncio.get_running_loop().create_task(self._prepare())
+
+    async def _prepare(self) -> None:
+        durability = await self._capture.durability()
+        if durability != "always":
+            if self._settings.redis_require_aof:
+                raise Unavailable(f"Redis is not durable (appendfsync: {durability}); refusing to ack")
+            log.warning("Redis durability is %r: acknowledged documents may be lost on a crash", durability)
+        pool = await create_pool(self._settings.pg_dsn, size_max=1)
+        try:
+            ledger = PgLedger(pool)
+            for shard in self._shards:
+                head = await ledger.head(shard)
+                await self._capture.raise_seq_floor(shard, head.last_seq)
+        finally:
+            await pool.close()
+
+    async def append(self, shard: int, submissions: list) -> list:
+        if shard not in self._shards:
+            raise Unavailable(f"shard {shard} is not owned by this actor")
+        await self._ensure_ready()
+        return await append_batch(self._capture, self._keys, shard, submissions)
+
+    async def _ensure_ready(self) -> None:
+        try:
+            await asyncio.shield(self._ready)
+        except Exception:
+            # Retry preparation (e.g. Redis or PostgreSQL came back) on the next call.
+            self._ready = asyncio.get_running_loop().create_task(self._prepare())
+            raise
+
+    async def ping(self) -> list[int]:
+        await self._ensure_ready()
+        return sorted(self._shards)

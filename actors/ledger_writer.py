@@ -1,0 +1,101 @@
+"""LedgerWriter: a Ray actor recording its logical shards' streams into PostgreSQL.
+
+A thin shell that runs one posray.services.recording.ShardRecorder loop per owned shard,
+from construction on (so a restarted actor resumes by itself), with bounded back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import ray
+
+from posray.adapters.keyfile import load_keys
+from posray.adapters.pg import create_pool
+from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.redis_capture import connect
+from posray.adapters.redis_stream import RedisShardStream
+from posray.domain.errors import LedgerCorrupted, PosrayError
+from posray.services.recording import ShardRecorder
+from posray.settings import Settings
+
+log = logging.getLogger("posray.ledger")
+BACKOFF_MAX_S = 5.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=100)
+class LedgerWriter:
+    """Records the shards it owns; `status()` reports heights, backlog and errors."""
+
+    def __init__(self, settings: Settings, shards: list[int]):
+        self._settings = settings
+        self._shards = shards
+        self._code_key = load_keys(settings.seed_file).code
+        self._recorders: dict[int, ShardRecorder] = {}
+        self._errors: dict[int, str] = {}
+        self._stream: RedisShardStream | None = None
+        self._main = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        client = connect(self._settings.redis_url)
+        self._stream = RedisShardStream(client, self._settings.key_prefix)
+        pool = None
+        while pool is None:
+            try:
+                pool = await create_pool(self._settings.pg_dsn, size_max=len(self._shards) + 1)
+            except PosrayError as e:
+                self._errors = {s: str(e) for s in self._shards}
+                await asyncio.sleep(1)
+        ledger = PgLedger(pool)
+        s = self._settings
+        self._recorders = {
+            shard: ShardRecorder(shard, self._stream, ledger, self._code_key,
+                                 s.ledger_batch_max, s.ledger_batch_wait_ms)
+            for shard in self._shards
+        }
+        await asyncio.gather(*(self._loop(r) for r in self._recorders.values()))
+
+    async def _loop(self, recorder: ShardRecorder) -> None:
+        backoff_s = 0.1
+        while True:
+            try:
+                await recorder.step()
+                self._errors.pop(recorder.shard, None)
+                backoff_s = 0.1
+            except LedgerCorrupted as e:
+                self._errors[recorder.shard] = str(e)
+                log.error("ledger shard %d: %s", recorder.shard, e)
+                await asyncio.sleep(BACKOFF_MAX_S)
+                await self._resync(recorder)
+            except Exception as e:  # Redis or PostgreSQL away: retry with back-off, resync first
+                self._errors[recorder.shard] = f"{type(e).__name__}: {e}"
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                await self._resync(recorder)
+
+    async def _resync(self, recorder: ShardRecorder) -> None:
+        try:
+            await recorder.resync()
+        except Exception as e:
+            self._errors[recorder.shard] = f"{type(e).__name__}: {e}"
+
+    async def status(self) -> dict:
+        """Per owned shard: recorded height, documents recorded by this incarnation, error."""
+        out = {}
+        for shard in self._shards:
+            recorder = self._recorders.get(shard)
+            head = recorder.head if recorder else None
+            out[shard] = {
+                "last_seq": head.last_seq if head else None,
+                "batches": head.batch_no + 1 if head else None,
+                "recorded_here": recorder.recorded if recorder else 0,
+                "last_batch_age_s": None if not recorder or not recorder.last_batch_ms
+                else round(time.time() - recorder.last_batch_ms / 1000, 3),
+                "error": self._errors.get(shard),
+            }
+        return out
+
+    async def ping(self) -> list[int]:
+        return list(self._shards)

@@ -1,0 +1,252 @@
+"""posray's HTTP API as a raw ASGI application (no Ray calls here; see ingress.py).
+
+Routes:
+    POST /v1/transactions                 one document → receipt
+    POST /v1/transactions/batch           {"documents": [...]} → one result per document
+    GET  /v1/receipts/{code}              public receipt lookup (with inclusion proof)
+    GET  /v1/receipts?terminal_id&counter&date&total_minor   lookup by printed fields
+    GET  /r/{code}                        the receipt page behind the QR link
+    POST /v1/admin/terminals              register (operator token)
+    POST /v1/admin/terminals/{id}/revoke  revoke (operator token)
+    GET  /healthz                         alive
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Awaitable, Callable
+
+import orjson
+
+from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg_terminals import PgTerminals
+from posray.adapters.redis_capture import RedisCapture
+from posray.domain.errors import (
+    DocumentRejected,
+    InvalidDocument,
+    NotFound,
+    PosrayError,
+    Unavailable,
+)
+from posray.domain.keys import OperatorKeys
+from posray.services import lookup, terminals as terminal_service
+from posray.services.batcher import ShardBatcher
+from posray.services.capture import Accepted
+from posray.services.intake import Intake
+from posray.settings import Settings
+from deployments.receipt_page import render_receipt_page
+
+log = logging.getLogger("posray.http")
+JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass
+class Backend:
+    """Everything the API needs, built once per replica by the ingress deployment."""
+
+    settings: Settings
+    keys: OperatorKeys
+    intake: Intake
+    batcher: ShardBatcher
+    ledger: PgLedger
+    capture: RedisCapture
+    terminals: PgTerminals
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: dict, headers: list | None = None):
+        self.status, self.body, self.headers = status, body, headers or []
+
+
+def _error_response(e: PosrayError) -> HttpError:
+    headers = []
+    retry = getattr(e, "retry_after_s", None)
+    if retry is not None:
+        headers.append((b"retry-after", str(retry).encode()))
+    return HttpError(e.status, e.to_json(), headers)
+
+
+class PosrayApi:
+    """The ASGI callable; `backend` is awaited lazily on the first request."""
+
+    def __init__(self, backend: Callable[[], Awaitable[Backend]]):
+        self._backend = backend
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            status, body, headers = await self._route(scope, receive)
+        except HttpError as e:
+            status, body, headers = e.status, orjson.dumps(e.body), JSON + e.headers
+        except PosrayError as e:
+            err = _error_response(e)
+            status, body, headers = err.status, orjson.dumps(err.body), JSON + err.headers
+        except Exception:  # never leak internals (or secrets) to the client
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            status, body, headers = 500, b'{"error":"internal","reason":"unexpected server error"}', JSON
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(self, scope, receive):
+        method, path = scope["method"], scope["path"]
+        if path == "/healthz":
+            return 200, b'{"status":"alive"}', JSON
+        backend = await self._backend()
+        if method == "POST" and path == "/v1/transactions":
+            return await self._single(backend, await _body(scope, receive, backend.settings))
+        if method == "POST" and path == "/v1/transactions/batch":
+            return await self._batch(backend, await _body(scope, receive, backend.settings))
+        if method == "GET" and path.startswith("/v1/receipts/"):
+            receipt = await lookup.by_code(backend.ledger, backend.capture, backend.keys.code, path[13:])
+            return 200, orjson.dumps(receipt), JSON
+        if method == "GET" and path == "/v1/receipts":
+            return 200, orjson.dumps(await self._by_fields(backend, scope)), JSON
+        if method == "GET" and path.startswith("/r/"):
+            return await self._page(backend, path[3:])
+        if path.startswith("/v1/admin/"):
+            _authorize(scope, backend.keys)
+            return await self._admin(backend, method, path, scope, receive)
+        raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
+
+    async def _single(self, backend: Backend, raw: bytes):
+        doc = _parse_json(raw)
+        (result,) = await self._accept(backend, [doc])
+        if isinstance(result, PosrayError):
+            raise result
+        return 200, orjson.dumps(result.to_json(backend.settings.public_base_url)), JSON
+
+    async def _batch(self, backend: Backend, raw: bytes):
+        body = _parse_json(raw)
+        if not isinstance(body, dict) or not isinstance(body.get("documents"), list):
+            raise InvalidDocument("documents", "must be a list of documents", status=400)
+        if set(body) - {"documents"}:
+            raise InvalidDocument(sorted(set(body) - {"documents"})[0], "is not a known field", 400)
+        documents = body["documents"]
+        limit = backend.settings.batch_documents_max
+        if len(documents) > limit:
+            raise InvalidDocument("documents", f"{len(documents)} documents; at most {limit} per batch", 413)
+        if not documents:
+            raise InvalidDocument("documents", "is empty", status=400)
+        results = await self._accept(backend, documents)
+        base = backend.settings.public_base_url
+        out = [
+            r.to_json(base) if isinstance(r, Accepted) else _rejected(r) for r in results
+        ]
+        return 200, orjson.dumps({"results": out}), JSON
+
+    async def _accept(self, backend: Backend, documents: list) -> list:
+        checked = await backend.intake.check(documents)
+        by_shard: dict[int, list[int]] = {}
+        for i, c in enumerate(checked):
+            if not isinstance(c, PosrayError):
+                by_shard.setdefault(c.shard, []).append(i)
+        results: list = list(checked)
+        futures = []
+        for shard, indexes in by_shard.items():
+            try:
+                fs = backend.batcher.submit_many(shard, [checked[i] for i in indexes])
+            except PosrayError as e:
+                for i in indexes:
+                    results[i] = e
+                continue
+            futures.extend(zip(indexes, fs))
+        if futures:
+            done = await asyncio.gather(*(f for _, f in futures))
+            for (i, _), result in zip(futures, done):
+                results[i] = result
+        return results
+
+    async def _by_fields(self, backend: Backend, scope) -> dict:
+        params = _query(scope)
+        try:
+            terminal_id = params["terminal_id"]
+            counter = int(params["counter"])
+            day = date.fromisoformat(params["date"])
+            total = int(params["total_minor"])
+        except KeyError as e:
+            raise InvalidDocument(e.args[0], "is required", status=400) from None
+        except ValueError:
+            raise InvalidDocument("query", "counter and total_minor must be integers, date YYYY-MM-DD", 400) from None
+        return await lookup.by_fields(
+            backend.ledger, backend.capture, backend.keys.code, backend.settings.shard_count,
+            terminal_id, counter, day, total,
+        )
+
+    async def _page(self, backend: Backend, code: str):
+        try:
+            receipt = await lookup.by_code(backend.ledger, backend.capture, backend.keys.code, code)
+            status = 200
+        except PosrayError as e:
+            receipt, status = {"error": e.to_json()}, e.status
+        html = render_receipt_page(receipt)
+        return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8")]
+
+    async def _admin(self, backend: Backend, method: str, path: str, scope, receive):
+        if method == "POST" and path == "/v1/admin/terminals":
+            body = _parse_json(await _body(scope, receive, backend.settings))
+            if not isinstance(body, dict):
+                raise InvalidDocument("body", "must be a JSON object", status=400)
+            for field in ("terminal_id", "merchant_id"):
+                if not isinstance(body.get(field), str):
+                    raise InvalidDocument(field, "is required (string)", status=400)
+            reg = await terminal_service.register(
+                backend.terminals, backend.keys.terminal_master, body["terminal_id"],
+                body["merchant_id"], body.get("label"), body.get("merchant_name"),
+            )
+            out = {"terminal_id": reg.terminal_id, "merchant_id": reg.merchant_id,
+                   "key_version": reg.key_version, "key_hex": reg.key_hex}
+            return 201, orjson.dumps(out), JSON
+        parts = path.split("/")
+        if method == "POST" and len(parts) == 6 and parts[3] == "terminals" and parts[5] == "revoke":
+            row = await backend.terminals.revoke(parts[4])
+            out = {"terminal_id": row.terminal_id, "status": "revoked"}
+            return 200, orjson.dumps(out), JSON
+        raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
+
+
+def _rejected(error: PosrayError) -> dict:
+    return {"status": "rejected", "status_code": error.status, **error.to_json()}
+
+
+def _authorize(scope, keys: OperatorKeys) -> None:
+    header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    if not hmac.compare_digest(token.encode(), keys.api_token.encode()):
+        raise HttpError(401, {"error": "unauthorized", "reason": "operator token required"},
+                        [(b"www-authenticate", b"Bearer")])
+
+
+def _query(scope) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+
+
+def _parse_json(raw: bytes):
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidDocument("body", f"is not valid JSON ({e.msg} at byte {e.pos})", status=400) from None
+
+
+async def _body(scope, receive, settings: Settings) -> bytes:
+    limit = settings.body_bytes_max
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InvalidDocument("body", f"is larger than {limit} bytes", status=413)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Unavailable("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise InvalidDocument("body", f"is larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)

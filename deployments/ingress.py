@@ -1,0 +1,108 @@
+"""The Serve application: HTTP ingress replicas in front of the IngestShard actors.
+
+Thin: builds each replica's Backend (connections, terminal directory, micro-batcher whose
+`send` is a Ray call to the actor owning the shard) and hands requests to PosrayApi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+from ray import serve
+
+from actors.placement import ingest_name, owner_of
+from deployments.http_api import Backend, PosrayApi
+from posray.adapters.keyfile import load_keys
+from posray.adapters.pg import create_pool
+from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg_terminals import PgTerminals
+from posray.adapters.redis_capture import RedisCapture, connect
+from posray.domain.errors import Unavailable
+from posray.domain.transaction import Rules
+from posray.services.batcher import ShardBatcher
+from posray.services.intake import Intake
+from posray.services.terminals import TerminalDirectory
+from posray.settings import Settings
+
+log = logging.getLogger("posray.ingress")
+APP_NAME = "posray"
+
+
+class ReplicaBackend:
+    """Builds the replica's Backend on first use (inside the replica process) and keeps it."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._backend: Backend | None = None
+        self._lock: asyncio.Lock | None = None
+        self._actors: dict[int, ray.actor.ActorHandle] = {}
+
+    async def __call__(self) -> Backend:
+        if self._backend is None:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:
+                if self._backend is None:
+                    self._backend = await self._build()
+        return self._backend
+
+    async def _build(self) -> Backend:
+        s = self._settings
+        keys = load_keys(s.seed_file)
+        pool = await create_pool(s.pg_dsn, size_max=4)
+        terminals = PgTerminals(pool)
+        directory = TerminalDirectory(terminals, keys.terminal_master, s.terminal_cache_max)
+        await directory.start()
+        asyncio.get_running_loop().create_task(self._refresh(directory))
+        rules = Rules(frozenset(s.vat_rates_bp), s.future_skew_s, s.upload_window_s)
+        capture = RedisCapture(connect(s.redis_url), s.key_prefix, s.idempotency_ttl_s, s.stream_backlog_max)
+        batcher = ShardBatcher(self._send, s.shard_batch_max, s.shard_batch_wait_ms, s.shard_queue_max)
+        return Backend(s, keys, Intake(rules, directory, s.shard_count), batcher,
+                       PgLedger(pool), capture, terminals)
+
+    async def _refresh(self, directory: TerminalDirectory) -> None:
+        while True:
+            await asyncio.sleep(self._settings.revocation_poll_s)
+            try:
+                await directory.refresh()
+            except Exception as e:  # PostgreSQL away: keep serving from the cache, retry
+                log.warning("terminal directory refresh failed: %s", type(e).__name__)
+
+    async def _send(self, shard: int, submissions: list) -> list:
+        index = owner_of(shard, self._settings.ingest_actors)
+        actor = self._actors.get(index)
+        if actor is None:
+            try:
+                actor = ray.get_actor(ingest_name(self._settings.key_prefix, index),
+                                      namespace=self._settings.ray_namespace)
+            except ValueError:
+                raise Unavailable(f"ingest actor {index} is not running") from None
+            self._actors[index] = actor
+        try:
+            return await asyncio.wait_for(
+                actor.append.remote(shard, submissions), self._settings.actor_call_timeout_s
+            )
+        except asyncio.TimeoutError:
+            raise Unavailable(f"shard {shard} did not answer in time") from None
+        except ray.exceptions.RayActorError:
+            self._actors.pop(index, None)
+            raise Unavailable(f"shard {shard} is restarting") from None
+
+
+def build_app(settings: Settings):
+    """The bound Serve application for `settings` (deploy with serve.run)."""
+    api = PosrayApi(ReplicaBackend(settings))
+
+    @serve.deployment(
+        name="PosrayIngress",
+        num_replicas=settings.replicas,
+        max_ongoing_requests=settings.replica_ongoing_requests_max,
+        ray_actor_options={"num_cpus": 0},
+        health_check_period_s=5,
+    )
+    @serve.ingress(api)
+    class PosrayIngress:
+        pass
+
+    return PosrayIngress.bind()

@@ -1,0 +1,73 @@
+"""PostgreSQL connection handling: pools, schema creation, driver-error translation."""
+
+from __future__ import annotations
+
+import contextlib
+from importlib import resources
+
+import asyncpg
+
+from posray.domain.errors import Unavailable
+
+_SCHEMA = resources.files("posray.adapters").joinpath("schema.sql").read_text()
+TRANSIENT = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def create_pool(dsn: str, size_max: int = 4) -> asyncpg.Pool:
+    """A small pool with bounded timeouts.
+
+    Raises:
+        Unavailable: PostgreSQL cannot be reached.
+    """
+    try:
+        return await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size_max, timeout=10, command_timeout=60
+        )
+    except TRANSIENT as e:
+        raise Unavailable(f"PostgreSQL is unreachable: {type(e).__name__}") from e
+
+
+@contextlib.asynccontextmanager
+async def translated():
+    """Turn connection-level driver errors into Unavailable."""
+    try:
+        yield
+    except TRANSIENT as e:
+        raise Unavailable(f"PostgreSQL is unreachable: {type(e).__name__}") from e
+
+
+async def apply_schema(dsn: str) -> None:
+    """Create posray's tables, triggers and indexes if they are missing (idempotent)."""
+    async with translated():
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            # An advisory lock serializes concurrent `posray up`s against one database.
+            await conn.execute("SELECT pg_advisory_lock(7263001)")
+            await conn.execute(_SCHEMA)
+        finally:
+            await conn.close()
+
+
+async def ensure_database(dsn: str, name: str) -> str:
+    """Create database `name` on the server of `dsn` if missing; return its DSN."""
+    async with translated():
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+    base, _, _ = dsn.rpartition("/")
+    query = ""
+    if "?" in dsn.rsplit("/", 1)[1]:
+        query = "?" + dsn.rsplit("?", 1)[1]
+    return f"{base}/{name}{query}"

@@ -1,0 +1,181 @@
+"""The PostgreSQL ledger: chain heads, batch writes (COPY in one transaction) and reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import asyncpg
+
+from posray.adapters.pg import translated
+from posray.domain.chain import BatchHeader, ChainHead
+from posray.domain.errors import LedgerCorrupted
+
+ENTRY_COLUMNS = (
+    "shard", "seq", "batch_no", "leaf_index", "terminal_id", "counter",
+    "issued_at", "accepted_at", "total_minor", "record", "leaf_hash",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One ledger row ready for COPY (its record already canonical)."""
+
+    seq: int
+    terminal_id: str
+    counter: int
+    issued_at_ms: int
+    accepted_at_ms: int
+    total_minor: int
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEntry:
+    """A recorded document with where it sits in its batch."""
+
+    shard: int
+    seq: int
+    batch_no: int
+    leaf_index: int
+    merchant_id: str | None
+    record: bytes
+    leaf_hash: bytes
+    header: BatchHeader
+    header_hash: bytes
+
+
+def _ts(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+
+
+def _ms(moment: datetime) -> int:
+    return int(round(moment.timestamp() * 1000))
+
+
+class PgLedger:
+    """Reads and appends the ledger tables through an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self._pool = pool
+
+    async def head(self, shard: int) -> ChainHead:
+        """The chain head of `shard` as recorded (genesis when empty)."""
+        async with translated(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT batch_no, last_seq, header_hash FROM ledger_batches"
+                " WHERE shard = $1 ORDER BY batch_no DESC LIMIT 1",
+                shard,
+            )
+        if row is None:
+            return ChainHead.genesis(shard)
+        return ChainHead(shard, row["batch_no"], row["last_seq"], bytes(row["header_hash"]))
+
+    async def append_batch(
+        self, header: BatchHeader, rows: list[EntryRow], leaves: list[bytes]
+    ) -> None:
+        """Write the batch header and its rows in ONE transaction (rows by COPY).
+
+        Raises:
+            LedgerCorrupted: the batch number or a sequence is already recorded, i.e. another
+                writer advanced this shard (the caller reloads its head).
+        """
+        header_hash = header.hash()
+        records = [
+            (header.shard, r.seq, header.batch_no, i, r.terminal_id, r.counter,
+             _ts(r.issued_at_ms), _ts(r.accepted_at_ms), r.total_minor, r.record, leaves[i])
+            for i, r in enumerate(rows)
+        ]
+        async with translated(), self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO ledger_batches (shard, batch_no, first_seq, last_seq,"
+                        " merkle_root, prev_hash, header_hash, recorded_at)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        header.shard, header.batch_no, header.first_seq, header.last_seq,
+                        header.merkle_root, header.prev_hash, header_hash,
+                        _ts(header.recorded_at_ms),
+                    )
+                    await conn.copy_records_to_table(
+                        "ledger_entries", records=records, columns=ENTRY_COLUMNS
+                    )
+            except asyncpg.UniqueViolationError as e:
+                raise LedgerCorrupted(
+                    f"shard {header.shard}: batch {header.batch_no} or one of its sequences"
+                    " is already recorded"
+                ) from e
+
+    async def entry(self, shard: int, seq: int) -> RecordedEntry | None:
+        """The recorded document (shard, seq) with its batch header, or None."""
+        async with translated(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT e.shard, e.seq, e.batch_no, e.leaf_index, e.record, e.leaf_hash,"
+                " t.merchant_id, b.first_seq, b.last_seq, b.merkle_root, b.prev_hash,"
+                " b.header_hash, b.recorded_at"
+                " FROM ledger_entries e"
+                " JOIN ledger_batches b ON b.shard = e.shard AND b.batch_no = e.batch_no"
+                " LEFT JOIN terminals t ON t.terminal_id = e.terminal_id"
+                " WHERE e.shard = $1 AND e.seq = $2",
+                shard, seq,
+            )
+        return None if row is None else _recorded(row)
+
+    async def batch_leaves(self, shard: int, batch_no: int) -> list[bytes]:
+        """Leaf hashes of one batch in leaf order."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT leaf_hash FROM ledger_entries WHERE shard = $1 AND batch_no = $2"
+                " ORDER BY seq",
+                shard, batch_no,
+            )
+        return [bytes(r["leaf_hash"]) for r in rows]
+
+    async def find_by_fields(self, terminal_id: str, counter: int) -> list[tuple[int, int, int, datetime]]:
+        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT shard, seq, total_minor, issued_at FROM ledger_entries"
+                " WHERE terminal_id = $1 AND counter = $2",
+                terminal_id, counter,
+            )
+        return [(r["shard"], r["seq"], r["total_minor"], r["issued_at"]) for r in rows]
+
+    async def heights(self) -> dict[int, tuple[int, int]]:
+        """Per shard: (batches recorded, last recorded sequence)."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT shard, max(batch_no) + 1 AS batches, max(last_seq) AS last_seq"
+                " FROM ledger_batches GROUP BY shard"
+            )
+        return {r["shard"]: (r["batches"], r["last_seq"]) for r in rows}
+
+    async def last_recorded_ms(self, shard: int) -> int | None:
+        async with translated(), self._pool.acquire() as conn:
+            value = await conn.fetchval(
+                "SELECT max(recorded_at) FROM ledger_batches WHERE shard = $1", shard
+            )
+        return None if value is None else _ms(value)
+
+
+def _recorded(row) -> RecordedEntry:
+    header = BatchHeader(
+        shard=row["shard"],
+        batch_no=row["batch_no"],
+        first_seq=row["first_seq"],
+        last_seq=row["last_seq"],
+        merkle_root=bytes(row["merkle_root"]),
+        prev_hash=bytes(row["prev_hash"]),
+        recorded_at_ms=_ms(row["recorded_at"]),
+    )
+    return RecordedEntry(
+        shard=row["shard"],
+        seq=row["seq"],
+        batch_no=row["batch_no"],
+        leaf_index=row["leaf_index"],
+        merchant_id=row["merchant_id"],
+        record=bytes(row["record"]),
+        leaf_hash=bytes(row["leaf_hash"]),
+        header=header,
+        header_hash=bytes(row["header_hash"]),
+    )

@@ -1,0 +1,22 @@
+"""Redis key names of posray; the {shard} hash tag keeps one shard's keys in one slot."""
+
+from __future__ import annotations
+
+
+def shard_tag(prefix: str, shard: int) -> str:
+    return f"{prefix}:{{{shard}}}"
+
+
+def seq_key(prefix: str, shard: int) -> str:
+    return f"{shard_tag(prefix, shard)}:seq"
+
+
+def stream_key(prefix: str, shard: int) -> str:
+    return f"{shard_tag(prefix, shard)}:stream"
+
+
+def idem_key(prefix: str, shard: int, terminal_id: str, counter: int) -> str:
+    return f"{shard_tag(prefix, shard)}:idem:{terminal_id}:{counter}"
+
+
+LEDGER_GROUP = "ledger"

@@ -1,0 +1,68 @@
+-- posray PostgreSQL schema, applied idempotently by `posray up` (posray.adapters.pg_schema).
+CREATE TABLE IF NOT EXISTS posray_schema (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+
+CREATE TABLE IF NOT EXISTS merchants (
+    merchant_id text PRIMARY KEY,
+    name        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every change to a terminal takes a new revision, so hot-path caches can poll for changes.
+CREATE SEQUENCE IF NOT EXISTS terminal_revision;
+CREATE TABLE IF NOT EXISTS terminals (
+    terminal_id text PRIMARY KEY,
+    merchant_id text NOT NULL REFERENCES merchants (merchant_id),
+    key_version int  NOT NULL DEFAULT 1,
+    status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
+    label       text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz,
+    revision    bigint NOT NULL DEFAULT nextval('terminal_revision')
+);
+CREATE INDEX IF NOT EXISTS terminals_revision ON terminals (revision);
+
+-- The ledger: append-only; one row per recorded document, one header per batch.
+CREATE TABLE IF NOT EXISTS ledger_batches (
+    shard        int         NOT NULL,
+    batch_no     bigint      NOT NULL,
+    first_seq    bigint      NOT NULL,
+    last_seq     bigint      NOT NULL,
+    merkle_root  bytea       NOT NULL,
+    prev_hash    bytea       NOT NULL,
+    header_hash  bytea       NOT NULL,
+    recorded_at  timestamptz NOT NULL,
+    PRIMARY KEY (shard, batch_no)
+);
+
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    shard        int         NOT NULL,
+    seq          bigint      NOT NULL,
+    batch_no     bigint      NOT NULL,
+    leaf_index   int         NOT NULL,
+    terminal_id  text        NOT NULL,
+    counter      bigint      NOT NULL,
+    issued_at    timestamptz NOT NULL,
+    accepted_at  timestamptz NOT NULL,
+    total_minor  bigint      NOT NULL,
+    record       bytea       NOT NULL,
+    leaf_hash    bytea       NOT NULL,
+    PRIMARY KEY (shard, seq)
+);
+CREATE INDEX IF NOT EXISTS ledger_entries_terminal ON ledger_entries (terminal_id, counter);
+
+CREATE OR REPLACE FUNCTION posray_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'posray: % on % is refused, the ledger is append-only', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+
+CREATE OR REPLACE TRIGGER ledger_batches_no_change BEFORE UPDATE OR DELETE ON ledger_batches
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_batches_no_truncate BEFORE TRUNCATE ON ledger_batches
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_entries_no_change BEFORE UPDATE OR DELETE ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+
+INSERT INTO posray_schema (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -1,0 +1,128 @@
+"""Receipt codes: 20 printable characters that name (shard, seq) and cannot be guessed.
+
+Layout (Crockford base32, 5 bits per character):
+    19 body characters = 95 bits = 56-bit Feistel-encrypted (shard:16 | seq:40)
+                                   || 39-bit tag = keyed BLAKE2b(shard, seq)
+    1 check character  = weighted sum over GF(32) of the body, weights α^1..α^19 (catches
+                         any single typo and any swap of two characters; Luhn mod 32
+                         missed the swap 0Z <-> Z0)
+The Feistel permutation makes codes unique (a bijection of shard and sequence) without
+revealing volumes; the tag, a MAC under the operator's code key, makes a valid-looking code
+unguessable (one chance in 2**39 per try). Parsing accepts lower case, hyphens and spaces,
+and the usual misreadings I/L -> 1 and O -> 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from posray.domain.errors import CodeMalformed
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_VALUE = {c: i for i, c in enumerate(ALPHABET)}
+_VALUE.update({"I": 1, "L": 1, "O": 0})
+CODE_LENGTH = 20
+SHARD_BITS = 16
+SEQ_BITS = 40
+TAG_BITS = 39
+SHARD_MAX = (1 << SHARD_BITS) - 1
+SEQ_MAX = (1 << SEQ_BITS) - 1
+_HALF_BITS = (SHARD_BITS + SEQ_BITS) // 2
+_HALF_MASK = (1 << _HALF_BITS) - 1
+_ROUNDS = 4
+_GF32_POLY = 0b100101
+
+
+@dataclass(frozen=True, slots=True)
+class CodeKey:
+    """The operator's secret for codes (32 bytes); never printed."""
+
+    secret: bytes
+
+    def __repr__(self) -> str:
+        return "CodeKey(<secret>)"
+
+
+def _prf(key: CodeKey, label: bytes, value: int, bits: int) -> int:
+    digest = hashlib.blake2b(label + value.to_bytes(8, "big"), key=key.secret, digest_size=8)
+    return int.from_bytes(digest.digest(), "big") >> (64 - bits)
+
+
+def _permute(key: CodeKey, block: int, inverse: bool = False) -> int:
+    left, right = block >> _HALF_BITS, block & _HALF_MASK
+    rounds = range(_ROUNDS - 1, -1, -1) if inverse else range(_ROUNDS)
+    for r in rounds:
+        label = b"posray-code-round" + bytes([r])
+        if inverse:
+            left, right = right ^ _prf(key, label, left, _HALF_BITS), left
+        else:
+            left, right = right, left ^ _prf(key, label, right, _HALF_BITS)
+    return (left << _HALF_BITS) | right
+
+
+def _tag(key: CodeKey, block: int) -> int:
+    return _prf(key, b"posray-code-tag", block, TAG_BITS)
+
+
+def _check_char(body: str) -> str:
+    # Horner evaluation of sum(value_i * α^(19 - i)) in GF(2^5) modulo x^5 + x^2 + 1. Distinct
+    # nonzero weights make every substitution and every transposition change the sum.
+    total = 0
+    for char in body:
+        total = (total ^ _VALUE[char]) << 1
+        if total & 32:
+            total ^= _GF32_POLY
+    return ALPHABET[total]
+
+
+def make_code(key: CodeKey, shard: int, seq: int) -> str:
+    """Return the 20-character receipt code of document `seq` in `shard`."""
+    if not (0 <= shard <= SHARD_MAX and 0 <= seq <= SEQ_MAX):
+        raise ValueError("shard or sequence out of the code's range")
+    block = (shard << SEQ_BITS) | seq
+    number = (_permute(key, block) << TAG_BITS) | _tag(key, block)
+    body = "".join(ALPHABET[(number >> (5 * i)) & 31] for i in range(18, -1, -1))
+    return body + _check_char(body)
+
+
+def normalize_code(text: str) -> str:
+    """Upper-case, drop separators, map misreadings; check length, alphabet and check char.
+
+    Raises:
+        CodeMalformed: the text cannot be a receipt code.
+    """
+    cleaned = text.strip().upper().replace("-", "").replace(" ", "")
+    if len(cleaned) != CODE_LENGTH:
+        raise CodeMalformed(f"a receipt code has {CODE_LENGTH} characters, got {len(cleaned)}")
+    bad = [c for c in cleaned if c not in _VALUE]
+    if bad:
+        raise CodeMalformed(f"character {bad[0]!r} is not used in receipt codes")
+    canonical = "".join(ALPHABET[_VALUE[c]] for c in cleaned)
+    if _check_char(canonical[:-1]) != canonical[-1]:
+        raise CodeMalformed("check character does not match: the code was mistyped")
+    return canonical
+
+
+def parse_code(key: CodeKey, text: str) -> tuple[int, int] | None:
+    """Return (shard, seq) named by a code, or None when its tag is not the operator's.
+
+    Raises:
+        CodeMalformed: the text cannot be a receipt code.
+    """
+    canonical = normalize_code(text)
+    number = 0
+    for char in canonical[:-1]:
+        number = (number << 5) | _VALUE[char]
+    block = _permute(key, number >> TAG_BITS, inverse=True)
+    if not hmac.compare_digest(
+        _tag(key, block).to_bytes(5, "big"), (number & ((1 << TAG_BITS) - 1)).to_bytes(5, "big")
+    ):
+        return None
+    return block >> SEQ_BITS, block & SEQ_MAX
+
+
+def display_code(code: str) -> str:
+    """Group a code in fours for printing: ABCD-EFGH-JKMN-PQRS-TVWX."""
+    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))

@@ -1,0 +1,28 @@
+"""The terminal's MAC over a document: HMAC-SHA256 of the canonical bytes without "mac".
+
+This is the whole authentication rule a terminal vendor implements (docs/protocol.md):
+remove the "mac" member, canonicalize with RFC 8785, HMAC-SHA256 with the terminal key,
+lowercase hex.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from posray.domain.canonical import canonical_bytes
+
+
+def signed_bytes(document: dict) -> bytes:
+    """The exact bytes a terminal authenticates: canonical JSON of the document minus "mac"."""
+    return canonical_bytes({k: v for k, v in document.items() if k != "mac"})
+
+
+def document_mac(key: bytes, document: dict) -> str:
+    """Return the lowercase hex HMAC-SHA256 of `signed_bytes(document)` under `key`."""
+    return hmac.new(key, signed_bytes(document), hashlib.sha256).hexdigest()
+
+
+def mac_matches(key: bytes, document: dict, mac: str) -> bool:
+    """Constant-time check of a received MAC."""
+    return hmac.compare_digest(document_mac(key, document), mac.lower())

@@ -1,0 +1,124 @@
+"""Use case `record`: move a shard's captured documents into the hash-chained ledger.
+
+Runs inside a LedgerWriter actor, one ShardRecorder per shard. Exactly-once: the ledger's
+chain head (last recorded sequence) is read from PostgreSQL, entries at or below it are only
+acknowledged, and a batch is written in one transaction before its entries are acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+
+from posray.adapters.pg_ledger import EntryRow, PgLedger
+from posray.adapters.redis_stream import RedisShardStream, StreamEntry
+from posray.domain.chain import ChainHead, advance, record_bytes, seal_batch
+from posray.domain.codes import CodeKey, make_code
+from posray.domain.errors import LedgerCorrupted
+from posray.domain.transaction import issued_at_ms
+
+log = logging.getLogger(__name__)
+
+
+class ShardRecorder:
+    """Records one shard: reads its stream in bounded batches and appends them to the ledger."""
+
+    def __init__(
+        self, shard: int, stream: RedisShardStream, ledger: PgLedger, code_key: CodeKey,
+        batch_max: int, wait_ms: int,
+    ):
+        self.shard = shard
+        self._stream = stream
+        self._ledger = ledger
+        self._code_key = code_key
+        self._batch_max = batch_max
+        self._wait_ms = wait_ms
+        self._head: ChainHead | None = None
+        self._pending = True
+        self.recorded = 0
+        self.last_batch_ms: int | None = None
+
+    @property
+    def head(self) -> ChainHead | None:
+        return self._head
+
+    async def resync(self) -> None:
+        """Reload the chain head from PostgreSQL and re-read pending entries first.
+
+        Called at start and after any failure, because a failed commit reply does not prove
+        the commit did not happen.
+        """
+        await self._stream.ensure_group(self.shard)
+        self._head = await self._ledger.head(self.shard)
+        self._pending = True
+
+    async def step(self) -> int:
+        """Read one bounded batch and record it; return the number of documents recorded."""
+        if self._head is None:
+            await self.resync()
+        entries = await self._read()
+        if not entries:
+            return 0
+        return await self.record(entries)
+
+    async def _read(self) -> list[StreamEntry]:
+        if self._pending:
+            entries = await self._stream.read(self.shard, self._batch_max, None, pending=True)
+            if entries:
+                return entries
+            self._pending = False
+        deadline = time.monotonic() + self._wait_ms / 1000
+        entries = await self._stream.read(self.shard, self._batch_max, self._wait_ms, pending=False)
+        while entries and len(entries) < self._batch_max:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = await self._stream.read(
+                self.shard, self._batch_max - len(entries), left_ms, pending=False
+            )
+            if not more:
+                break
+            entries.extend(more)
+        return entries
+
+    async def record(self, entries: list[StreamEntry]) -> int:
+        """Record `entries` (stream order) as one batch; acknowledge them afterwards.
+
+        Raises:
+            LedgerCorrupted: the entries do not continue the chain without a gap.
+        """
+        head = self._head
+        done = [e for e in entries if e.seq <= head.last_seq]
+        fresh = sorted((e for e in entries if e.seq > head.last_seq), key=lambda e: e.seq)
+        for expected, entry in enumerate(fresh, start=head.last_seq + 1):
+            if entry.seq != expected:
+                raise LedgerCorrupted(
+                    f"shard {self.shard}: sequence {expected} is missing from the stream "
+                    f"(next captured is {entry.seq}); recording stops here"
+                )
+        if fresh:
+            rows = [self._row(e) for e in fresh]
+            header, leaves = seal_batch(
+                head, fresh[0].seq, [r.record for r in rows], int(time.time() * 1000)
+            )
+            await self._ledger.append_batch(header, rows, leaves)
+            self._head = advance(head, header)
+            self.recorded += len(fresh)
+            self.last_batch_ms = header.recorded_at_ms
+        await self._stream.acknowledge(self.shard, [e.entry_id for e in done + fresh])
+        return len(fresh)
+
+    def _row(self, entry: StreamEntry) -> EntryRow:
+        doc = orjson.loads(entry.canonical)
+        code = make_code(self._code_key, self.shard, entry.seq)
+        return EntryRow(
+            seq=entry.seq,
+            terminal_id=doc["terminal_id"],
+            counter=doc["counter"],
+            issued_at_ms=issued_at_ms(doc["issued_at"]),
+            accepted_at_ms=entry.accepted_at_ms,
+            total_minor=doc["total_minor"],
+            record=record_bytes(self.shard, entry.seq, code, entry.accepted_at_ms, entry.canonical),
+        )

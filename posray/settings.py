@@ -1,0 +1,118 @@
+"""One frozen Settings for every process; built from POSRAY_* variables in entrypoints only.
+
+Precedence: defaults < POSRAY_* environment < explicit keyword arguments. A bad value raises
+SettingsError naming the variable. Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A POSRAY_* variable holds a value of the wrong type or range."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable; see docs/configuration.md for each variable."""
+
+    # Where things are. None means "embedded default" for `posray up`.
+    redis_url: str | None = None
+    pg_dsn: str | None = None
+    ray_address: str | None = None
+    data_dir: Path = Path(".posray")
+    operator_seed_file: Path | None = None
+    key_prefix: str = "posray"
+    ray_namespace: str = "posray"
+    # HTTP edge.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    replicas: int = 2
+    replica_ongoing_requests_max: int = 2000
+    body_bytes_max: int = 4 * 1024 * 1024
+    batch_documents_max: int = 1000
+    # Ingest: micro-batching in replicas and the IngestShard actors behind them.
+    shard_count: int = 8
+    ingest_actors: int = 2
+    ledger_actors: int = 2
+    shard_batch_max: int = 1000
+    shard_batch_wait_ms: float = 2.0
+    shard_queue_max: int = 20000
+    actor_call_timeout_s: float = 10.0
+    stream_backlog_max: int = 2_000_000
+    redis_require_aof: bool = True
+    # Document rules.
+    vat_rates_bp: tuple[int, ...] = (0, 500, 1000, 1300, 2000)
+    future_skew_s: int = 300
+    upload_window_s: int = 30 * 86400
+    # Terminal directory cache on the hot path.
+    terminal_cache_max: int = 1_000_000
+    revocation_poll_s: float = 2.0
+    # Ledger writers.
+    ledger_batch_max: int = 2000
+    ledger_batch_wait_ms: int = 200
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={_redact(f.name, getattr(self, f.name))!r}" for f in fields(self)
+        )
+        return f"Settings({shown})"
+
+    @property
+    def seed_file(self) -> Path:
+        return self.operator_seed_file or self.data_dir / "keys" / "operator.seed"
+
+    @property
+    def idempotency_ttl_s(self) -> int:
+        """Idempotency keys outlive the upload window plus the allowed clock skew."""
+        return self.upload_window_s + self.future_skew_s + 86400
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
+        """Build Settings from POSRAY_* variables, then apply explicit `overrides`."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = "POSRAY_" + f.name.upper()
+            if name in env:
+                values[f.name] = _parse(name, f.type, env[name])
+        values.update(overrides)
+        return cls(**values)
+
+
+def _redact(name: str, value):
+    if name in ("redis_url", "pg_dsn") and isinstance(value, str) and "@" in value:
+        scheme, sep, _ = value.partition("://")
+        host = value.rsplit("@", 1)[1]
+        return f"{scheme}{sep}<credentials>@{host}" if sep else f"<credentials>@{host}"
+    return value
+
+
+def _parse(name: str, kind: str, text: str):
+    kind = str(kind)
+    try:
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+        if kind.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind.startswith("tuple"):
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        if "Path" in kind:
+            return Path(text) if text else None
+        return text or None
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a valid {kind}") from None

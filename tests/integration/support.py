@@ -1,0 +1,118 @@
+"""Helpers of the integration tests: real Redis and PostgreSQL clients, one logical shard per test.
+
+The PostgreSQL database is shared by the whole run while Redis keys are per test, so every test
+records into shards no other test uses; otherwise a ledger head left by one test would make the
+next test's sequences look already recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from posray.adapters.pg import create_pool
+from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg_terminals import PgTerminals
+from posray.adapters.redis_capture import RedisCapture, connect
+from posray.adapters.redis_keys import LEDGER_GROUP, seq_key, stream_key
+from posray.adapters.redis_stream import RedisShardStream
+from posray.domain.codes import CodeKey
+from posray.domain.transaction import shard_of
+from posray.services.recording import ShardRecorder
+
+# With this many logical shards every test can own shards of its own (codes allow 2**16).
+SHARD_COUNT = 1 << 16
+IDEMPOTENCY_TTL_S = 3600
+_used_shards: set[int] = set()
+_next_shard = itertools.count(1)
+
+
+def fresh_shard() -> int:
+    """A shard number no other test of this run records into."""
+    while True:
+        shard = next(_next_shard)
+        if shard not in _used_shards:
+            _used_shards.add(shard)
+            return shard
+
+
+def fresh_terminal(stem: str = "T") -> tuple[str, int]:
+    """A terminal id unique to this run whose shard (of SHARD_COUNT) no other test uses."""
+    while True:
+        terminal_id = f"{stem}-{secrets.token_hex(6)}"
+        shard = shard_of(terminal_id, SHARD_COUNT)
+        if shard not in _used_shards:
+            _used_shards.add(shard)
+            return terminal_id, shard
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Backends:
+    """Real clients for one test, bound to the test's event loop."""
+
+    redis: aioredis.Redis
+    pool: asyncpg.Pool
+    prefix: str
+    capture: RedisCapture
+    stream: RedisShardStream
+    ledger: PgLedger
+    terminals: PgTerminals
+
+    def recorder(self, shard: int, code_key: CodeKey, batch_max: int = 1000, stream=None) -> ShardRecorder:
+        return ShardRecorder(shard, stream or self.stream, self.ledger, code_key, batch_max, wait_ms=5)
+
+    async def xlen(self, shard: int) -> int:
+        return await self.redis.xlen(stream_key(self.prefix, shard))
+
+    async def xpending(self, shard: int) -> int:
+        return (await self.redis.xpending(stream_key(self.prefix, shard), LEDGER_GROUP))["pending"]
+
+    async def seq_counter(self, shard: int) -> int:
+        return int(await self.redis.get(seq_key(self.prefix, shard)) or 0)
+
+    async def record_all(self, shard: int, code_key: CodeKey, batch_max: int = 1000, steps_max: int = 1000) -> int:
+        """Run a fresh recorder until the shard's stream is empty; return documents recorded."""
+        recorder = self.recorder(shard, code_key, batch_max)
+        recorded = 0
+        for _ in range(steps_max):
+            recorded += await recorder.step()
+            if await self.stream.backlog(shard) == 0:
+                return recorded
+        raise AssertionError(f"shard {shard} still has a backlog after {steps_max} steps")
+
+    async def ledger_rows(self, shard: int) -> list[asyncpg.Record]:
+        return await self.pool.fetch("SELECT * FROM ledger_entries WHERE shard = $1 ORDER BY seq", shard)
+
+    async def batch_rows(self, shard: int) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM ledger_batches WHERE shard = $1 ORDER BY batch_no", shard
+        )
+
+
+@contextlib.asynccontextmanager
+async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_000_000):
+    client = connect(redis_url)
+    pool = await create_pool(dsn)
+    try:
+        yield Backends(
+            redis=client,
+            pool=pool,
+            prefix=prefix,
+            capture=RedisCapture(client, prefix, IDEMPOTENCY_TTL_S, backlog_max),
+            stream=RedisShardStream(client, prefix),
+            ledger=PgLedger(pool),
+            terminals=PgTerminals(pool),
+        )
+    finally:
+        await pool.close()
+        await client.aclose()

@@ -1,0 +1,219 @@
+"""Capture into Redis: sequences, idempotency, conflicts, backpressure (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from posray.adapters.redis_capture import CONFLICT, NEW, SAME
+from posray.domain.codes import make_code
+from posray.domain.errors import DocumentConflict, Overloaded
+from posray.domain.keys import fiscal_sign, terminal_key
+from posray.services.capture import Accepted, append_batch
+from tests.documents import make_document, submission_of
+from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms
+
+
+def _docs(keys, terminal_id: str, counters, **kwargs) -> list[dict]:
+    key = terminal_key(keys.terminal_master, terminal_id, 1)
+    return [make_document(terminal_id, c, key, **kwargs) for c in counters]
+
+
+def _subs(docs: list[dict]):
+    return [submission_of(d, SHARD_COUNT) for d in docs]
+
+
+class TestAppendNewDocuments:
+    def test_n_new_documents_get_consecutive_seqs_from_one_and_one_accepted_at(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                at = now_ms()
+                first = await b.capture.append(shard, at, _subs(_docs(keys, terminal_id, range(1, 8))))
+                second = await b.capture.append(shard, at + 5, _subs(_docs(keys, terminal_id, range(8, 11))))
+                return first, second, await b.xlen(shard), await b.seq_counter(shard), at
+
+        first, second, xlen, counter, at = asyncio.run(main())
+        assert [a.status for a in first + second] == [NEW] * 10
+        assert [a.seq for a in first + second] == list(range(1, 11))
+        assert {a.accepted_at_ms for a in first} == {at}
+        assert {a.accepted_at_ms for a in second} == {at + 5}
+        assert (xlen, counter) == (10, 10)
+
+
+class TestIdempotency:
+    def test_the_same_document_again_returns_its_seq_and_first_accepted_at(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        subs = _subs(_docs(keys, terminal_id, range(1, 4)))
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                first = await b.capture.append(shard, 1_000, subs)
+                again = await b.capture.append(shard, 2_000, [subs[1], subs[0]])
+                return first, again, await b.xlen(shard)
+
+        first, again, xlen = asyncio.run(main())
+        assert [a.status for a in again] == [SAME, SAME]
+        assert [(a.seq, a.accepted_at_ms) for a in again] == [(2, 1_000), (1, 1_000)]
+        assert xlen == 3
+
+    def test_append_batch_returns_the_same_code_and_fiscal_sign_flagged_duplicate(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        subs = _subs(_docs(keys, terminal_id, range(1, 3)))
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                first = await append_batch(b.capture, keys, shard, subs)
+                await asyncio.sleep(0.01)  # a retry comes later: its accepted_at must not move
+                again = await append_batch(b.capture, keys, shard, subs)
+                return first, again, await b.xlen(shard)
+
+        first, again, xlen = asyncio.run(main())
+        assert all(isinstance(r, Accepted) for r in first + again)
+        assert [r.duplicate for r in first] == [False, False]
+        assert [r.duplicate for r in again] == [True, True]
+        for one, two, sub in zip(first, again, subs):
+            assert (two.code, two.seq, two.accepted_at_ms, two.fiscal_sign) == (
+                one.code, one.seq, one.accepted_at_ms, one.fiscal_sign,
+            )
+            assert one.code == make_code(keys.code, shard, one.seq)
+            assert one.fiscal_sign == fiscal_sign(
+                keys.fiscal, one.code, sub.document_hash, one.accepted_at_ms
+            )
+        assert xlen == 2
+
+    def test_a_different_document_under_the_same_counter_is_a_conflict_and_writes_nothing(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        original = _subs(_docs(keys, terminal_id, [1]))
+        other = _subs(_docs(keys, terminal_id, [1], seed="another sale"))
+        assert other[0].document_hash != original[0].document_hash
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                first = await b.capture.append(shard, 1_000, original)
+                before = (await b.xlen(shard), await b.seq_counter(shard))
+                raw = await b.capture.append(shard, 2_000, other)
+                results = await append_batch(b.capture, keys, shard, other)
+                after = (await b.xlen(shard), await b.seq_counter(shard))
+                return first, raw, results, before, after
+
+        first, raw, results, before, after = asyncio.run(main())
+        assert raw[0].status == CONFLICT
+        assert (raw[0].seq, raw[0].accepted_at_ms) == (first[0].seq, 1_000)
+        assert isinstance(results[0], DocumentConflict)
+        assert results[0].status == 409
+        assert results[0].field == "counter"
+        assert before == after == (1, 1)
+
+    def test_duplicates_and_conflicts_within_one_batch(self, redis_url, schema_dsn, key_prefix, keys):
+        terminal_id, shard = fresh_terminal()
+        a, c = _subs(_docs(keys, terminal_id, [1, 2]))
+        b_conflict = _subs(_docs(keys, terminal_id, [1], seed="not a"))[0]
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                out = await b.capture.append(shard, 7_000, [a, a, b_conflict, c, c])
+                return out, await b.xlen(shard)
+
+        out, xlen = asyncio.run(main())
+        assert [(o.status, o.seq) for o in out] == [
+            (NEW, 1), (SAME, 1), (CONFLICT, 1), (NEW, 2), (SAME, 2),
+        ]
+        assert {o.accepted_at_ms for o in out} == {7_000}
+        assert xlen == 2
+
+
+class TestBackpressure:
+    def test_a_full_backlog_answers_overloaded_and_writes_nothing(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        subs = _subs(_docs(keys, terminal_id, range(1, 6)))
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix, backlog_max=3) as b:
+                await b.capture.append(shard, 1_000, subs[:2])
+                with pytest.raises(Overloaded) as raw:
+                    await b.capture.append(shard, 2_000, subs[2:4])
+                with pytest.raises(Overloaded):
+                    await append_batch(b.capture, keys, shard, subs[2:4])
+                state = (
+                    await b.xlen(shard),
+                    await b.seq_counter(shard),
+                    await b.capture.seq_of(shard, terminal_id, 3),
+                )
+                last = await b.capture.append(shard, 3_000, subs[2:3])
+                return raw.value, state, last
+
+        error, state, last = asyncio.run(main())
+        assert error.status == 503 and error.retry_after_s >= 1
+        assert state == (2, 2, None)
+        # Exactly at the maximum is still accepted, and the refused call burnt no sequence.
+        assert [(o.status, o.seq) for o in last] == [(NEW, 3)]
+
+
+class TestSequenceFloor:
+    def test_raise_seq_floor_makes_the_next_seq_floor_plus_one_and_never_lowers(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        subs = _subs(_docs(keys, terminal_id, range(1, 3)))
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                raised = await b.capture.raise_seq_floor(shard, 100)
+                first = await b.capture.append(shard, 1_000, subs[:1])
+                kept = await b.capture.raise_seq_floor(shard, 50)
+                second = await b.capture.append(shard, 1_000, subs[1:])
+                return raised, first, kept, second
+
+        raised, first, kept, second = asyncio.run(main())
+        assert raised == 100
+        assert first[0].seq == 101
+        assert kept == 101
+        assert second[0].seq == 102
+
+
+class TestReadsOfCapturedDocuments:
+    def test_pending_returns_the_captured_document_until_it_is_recorded(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        subs = _subs(_docs(keys, terminal_id, range(1, 4)))
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                out = await b.capture.append(shard, 4_242, subs)
+                before = [await b.capture.pending(shard, o.seq) for o in out]
+                unknown = await b.capture.pending(shard, 99)
+                await b.record_all(shard, keys.code)
+                after = [await b.capture.pending(shard, o.seq) for o in out]
+                return before, unknown, after
+
+        before, unknown, after = asyncio.run(main())
+        assert before == [(4_242, s.canonical) for s in subs]
+        assert unknown is None
+        assert after == [None, None, None]
+
+    def test_seq_of_names_the_sequence_of_a_terminal_counter(
+        self, redis_url, schema_dsn, key_prefix, keys
+    ):
+        terminal_id, shard = fresh_terminal()
+        subs = _subs(_docs(keys, terminal_id, [5, 3, 9]))
+
+        async def main():
+            async with backends(redis_url, schema_dsn, key_prefix) as b:
+                await b.capture.append(shard, 1_000, subs)
+                return [await b.capture.seq_of(shard, terminal_id, c) for c in (3, 5, 9, 4)]
+
+        assert asyncio.run(main()) == [2, 1, 3, None]
