@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import ray
 
@@ -63,6 +64,10 @@ class IngestShard:
             # Retry preparation (e.g. Redis or PostgreSQL came back) on the next call.
             self._ready = asyncio.get_running_loop().create_task(self._prepare())
             raise
+
+    async def pid(self) -> int:
+        """The actor's process id (operators and fault tests kill -9 it)."""
+        return os.getpid()
 
     async def ping(self) -> list[int]:
         await self._ensure_ready()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import ray
@@ -96,6 +97,10 @@ class LedgerWriter:
                 "error": self._errors.get(shard),
             }
         return out
+
+    async def pid(self) -> int:
+        """The actor's process id (operators and fault tests kill -9 it)."""
+        return os.getpid()
 
     async def ping(self) -> list[int]:
         return list(self._shards)

@@ -35,6 +35,9 @@ class DocumentRejected(PosrayError):
         self.field = field
         self.reason = reason
 
+    def __reduce__(self):  # picklable across Ray calls despite the two-argument constructor
+        return (type(self), (self.field, self.reason))
+
     def to_json(self) -> dict:
         return {"error": self.kind, "field": self.field, "reason": self.reason}
 
@@ -45,6 +48,9 @@ class InvalidDocument(DocumentRejected):
     def __init__(self, field: str, reason: str, status: int = 422):
         super().__init__(field, reason)
         self.status = status
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.reason, self.status))
 
 
 class Unauthenticated(DocumentRejected):
@@ -88,6 +94,9 @@ class Overloaded(PosrayError):
         super().__init__(reason)
         self.retry_after_s = retry_after_s
 
+    def __reduce__(self):
+        return (type(self), (str(self), self.retry_after_s))
+
     def to_json(self) -> dict:
         return {"error": "overloaded", "reason": str(self), "retry_after_s": self.retry_after_s}
 
@@ -100,6 +109,9 @@ class Unavailable(PosrayError):
     def __init__(self, reason: str, retry_after_s: int = 2):
         super().__init__(reason)
         self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.retry_after_s))
 
     def to_json(self) -> dict:
         return {"error": "unavailable", "reason": str(self), "retry_after_s": self.retry_after_s}

@@ -1,0 +1,40 @@
+# posray: the two commands of the README, and their parts.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo up down status test test-fast clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Install, start posray (embedded Redis + PostgreSQL + local Ray), run the demo.
+demo: $(STAMP)
+	$(VENV)/bin/posray up
+	$(VENV)/bin/posray demo
+	$(VENV)/bin/posray status
+
+up: $(STAMP)
+	$(VENV)/bin/posray up
+
+down: $(STAMP)
+	$(VENV)/bin/posray down
+
+status: $(STAMP)
+	$(VENV)/bin/posray status
+
+## Install and run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, Redis on 6379).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info

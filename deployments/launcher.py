@@ -1,0 +1,158 @@
+"""Starting and stopping posray on Ray: the local Ray head, the actors and the Serve app.
+
+Used by `posray up/down/status` and by the end-to-end tests. The local head is started with
+`ray start --head` so that it outlives the CLI, with Serve's fastest ingress configuration
+(HAProxy + throughput-optimized mode) in its environment: those variables must be set before
+Ray starts, on every node (see docs/operations.md and cluster.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ray
+from ray import serve
+
+from actors.ingest_shard import IngestShard
+from actors.ledger_writer import LedgerWriter
+from actors.placement import ingest_name, ledger_name, owned_shards
+from deployments.ingress import APP_NAME, build_app
+from posray.settings import Settings
+
+log = logging.getLogger("posray.launcher")
+
+# Serve's fastest ingress on this kind of machine (../shared/RAY-NOTES.md): HAProxy in front
+# of replicas, handlers on the replica event loop. Must be in the environment of `ray start`.
+INGRESS_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+}
+READY_TIMEOUT_S = 120
+
+
+def ray_env() -> dict[str, str]:
+    """The environment a Ray node of posray is started with."""
+    env = dict(os.environ)
+    env.update(INGRESS_ENV)
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return env
+
+
+def start_local_ray(settings: Settings) -> str:
+    """Start a local Ray head (if none is running from this data dir) and return its address."""
+    state = settings.data_dir / "ray.json"
+    if state.exists():
+        address = json.loads(state.read_text())["address"]
+        if _reachable(address):
+            return address
+    ray_bin = Path(sys.executable).with_name("ray")
+    cmd = [str(ray_bin if ray_bin.exists() else shutil.which("ray")), "start", "--head",
+           "--port=0", "--dashboard-host=127.0.0.1", "--disable-usage-stats"]
+    out = subprocess.run(cmd, env=ray_env(), capture_output=True, text=True, timeout=180)
+    if out.returncode != 0:
+        raise RuntimeError(f"`ray start --head` failed:\n{out.stderr[-2000:]}")
+    address = _address_from(out.stdout + out.stderr)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"address": address}))
+    return address
+
+
+def _address_from(text: str) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    for line in text.splitlines():
+        if "ray start --address=" in line:
+            return line.split("--address=")[1].strip().strip("'\"")
+    raise RuntimeError(f"could not find the Ray address in `ray start` output:\n{text[-1500:]}")
+
+
+def _reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    import socket
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def stop_local_ray(settings: Settings) -> None:
+    ray_bin = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+    (settings.data_dir / "ray.json").unlink(missing_ok=True)
+
+
+def connect(address: str, settings: Settings) -> None:
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=settings.ray_namespace, log_to_driver=False)
+
+
+def deploy(settings: Settings) -> None:
+    """Create (or find) the actors, wait until they answer, then deploy the Serve app."""
+    actors = []
+    for index in range(settings.ingest_actors):
+        shards = owned_shards(index, settings.ingest_actors, settings.shard_count)
+        actors.append(IngestShard.options(
+            name=ingest_name(settings.key_prefix, index), namespace=settings.ray_namespace,
+            lifetime="detached", get_if_exists=True,
+        ).remote(settings, shards))
+    for index in range(settings.ledger_actors):
+        shards = owned_shards(index, settings.ledger_actors, settings.shard_count)
+        actors.append(LedgerWriter.options(
+            name=ledger_name(settings.key_prefix, index), namespace=settings.ray_namespace,
+            lifetime="detached", get_if_exists=True,
+        ).remote(settings, shards))
+    ray.get([a.ping.remote() for a in actors], timeout=READY_TIMEOUT_S)
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    _wait_http(settings)
+
+
+def _wait_http(settings: Settings) -> None:
+    import httpx
+
+    url = f"http://{settings.http_host}:{settings.http_port}/healthz"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the Serve app did not answer on {url}")
+
+
+def undeploy(settings: Settings) -> None:
+    """Delete the Serve app and kill posray's actors (their data stays in Redis/PostgreSQL)."""
+    try:
+        serve.delete(APP_NAME)
+    except Exception as e:  # the app may not exist
+        log.info("serve.delete: %s", e)
+    names = [ingest_name(settings.key_prefix, i) for i in range(settings.ingest_actors)]
+    names += [ledger_name(settings.key_prefix, i) for i in range(settings.ledger_actors)]
+    for name in names:
+        try:
+            ray.kill(ray.get_actor(name, namespace=settings.ray_namespace), no_restart=True)
+        except ValueError:
+            pass
+
+
+def ledger_status(settings: Settings) -> dict[int, dict]:
+    """Per shard: the LedgerWriter's view (height, error)."""
+    out: dict[int, dict] = {}
+    for index in range(settings.ledger_actors):
+        try:
+            actor = ray.get_actor(ledger_name(settings.key_prefix, index), namespace=settings.ray_namespace)
+            out.update(ray.get(actor.status.remote(), timeout=10))
+        except Exception as e:
+            for shard in owned_shards(index, settings.ledger_actors, settings.shard_count):
+                out[shard] = {"error": f"ledger actor {index}: {type(e).__name__}"}
+    return out

@@ -1,0 +1,196 @@
+"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token.
+
+Ray is imported only by the commands that need it (through deployments.launcher), so the
+operator's terminal commands work without Ray installed on the operator's machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from posray.settings import Settings, SettingsError
+
+STATE_FILE = "state.json"
+
+
+def _settings(args) -> Settings:
+    """Defaults < POSRAY_* environment < what `posray up` recorded < command-line flags."""
+    base = Settings.from_env()
+    data_dir = Path(args.data_dir or base.data_dir).resolve()
+    base = base.replace(data_dir=data_dir)
+    state_path = data_dir / STATE_FILE
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        base = base.replace(**{k: v for k, v in state.items() if getattr(base, k) is None})
+    return base
+
+
+def _save_state(settings: Settings, **values) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / STATE_FILE).write_text(json.dumps(values, indent=2))
+
+
+def cmd_up(args) -> int:
+    from posray import embedded
+    from posray.adapters.keyfile import create_seed
+    from posray.adapters.pg import apply_schema, ensure_database
+
+    settings = Settings.from_env().replace(data_dir=Path(args.data_dir or Settings.from_env().data_dir).resolve())
+    if args.shards:
+        settings = settings.replace(shard_count=args.shards)
+    if create_seed(settings.seed_file):
+        print(f"created the operator seed {settings.seed_file} (mode 600; back it up, never share it)")
+    started = {}
+    if settings.redis_url is None:
+        info = embedded.start_redis(settings.data_dir / "redis")
+        settings = settings.replace(redis_url=info.url)
+        started["redis"] = True
+        print(f"embedded Redis (AOF, appendfsync always) at {info.url}")
+    if settings.pg_dsn is None:
+        info = embedded.start_postgres(settings.data_dir / "postgres")
+        dsn = asyncio.run(ensure_database(info.url, "posray"))
+        settings = settings.replace(pg_dsn=dsn)
+        started["postgres"] = True
+        print(f"embedded PostgreSQL at {dsn}")
+    asyncio.run(apply_schema(settings.pg_dsn))
+    from deployments import launcher
+
+    address = settings.ray_address or launcher.start_local_ray(settings)
+    _save_state(settings, redis_url=settings.redis_url, pg_dsn=settings.pg_dsn,
+                ray_address=address, started_ray=settings.ray_address is None, **{f"embedded_{k}": v for k, v in started.items()})
+    launcher.connect(address, settings)
+    launcher.deploy(settings)
+    print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
+          f"({settings.shard_count} shards, Ray at {address}, dashboard http://127.0.0.1:8265)")
+    print(f"operator token: `posray token` (derived from {settings.seed_file})")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from posray import embedded
+
+    settings = _settings(args)
+    state_path = settings.data_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("ray_address"):
+        from deployments import launcher
+
+        try:
+            launcher.connect(state["ray_address"], settings)
+            launcher.undeploy(settings)
+            from ray import serve
+            serve.shutdown()
+        except Exception as e:
+            print(f"(Ray: {type(e).__name__}: {e})")
+        if state.get("started_ray"):
+            launcher.stop_local_ray(settings)
+            print("stopped the local Ray")
+    if state.get("embedded_redis"):
+        embedded.stop_redis(settings.data_dir / "redis")
+        print("stopped the embedded Redis")
+    if state.get("embedded_postgres"):
+        embedded.stop_postgres(settings.data_dir / "postgres")
+        print("stopped the embedded PostgreSQL")
+    state_path.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from posray.services.status import gather_status
+
+    settings = _settings(args)
+    report = asyncio.run(gather_status(settings))
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2))
+        return 0
+    if settings.ray_address:
+        try:
+            from deployments import launcher
+
+            launcher.connect(settings.ray_address, settings)
+            for shard, view in launcher.ledger_status(settings).items():
+                report["shards"][shard]["writer_error"] = view.get("error")
+        except Exception as e:
+            print(f"(Ray not reachable: {type(e).__name__})")
+    print(f"terminals: {report['terminals']}")
+    print(f"{'shard':>5} {'captured':>10} {'backlog':>8} {'recorded':>10} {'batches':>8}  writer")
+    for shard, row in sorted(report["shards"].items()):
+        print(f"{shard:>5} {row['captured']:>10} {row['backlog']:>8} {row['recorded']:>10} "
+              f"{row['batches']:>8}  {row.get('writer_error') or 'ok'}")
+    totals = report["totals"]
+    print(f"total captured {totals['captured']}, recorded {totals['recorded']}, backlog {totals['backlog']}")
+    return 0
+
+
+def cmd_token(args) -> int:
+    from posray.adapters.keyfile import load_keys
+
+    print(load_keys(_settings(args).seed_file).api_token)
+    return 0
+
+
+def cmd_terminals(args) -> int:
+    from posray.services.terminal_admin import run_terminal_command
+
+    return asyncio.run(run_terminal_command(_settings(args), args))
+
+
+def cmd_demo(args) -> int:
+    from posray.demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, args.url or f"http://{settings.http_host}:{settings.http_port}",
+                    terminals=args.terminals, sales=args.sales)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posray", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="folder for keys, state and embedded servers (POSRAY_DATA_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Ray, Redis, PostgreSQL (embedded unless configured) and the app")
+    up.add_argument("--shards", type=int, help="logical shard count (fixed at setup)")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop everything `posray up` started").set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="shards, stream backlogs and ledger heights")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    sub.add_parser("token", help="print the operator API token").set_defaults(func=cmd_token)
+    demo = sub.add_parser("demo", help="register terminals, send sales, look a receipt up")
+    demo.add_argument("--url", help="base URL of the API (default from settings)")
+    demo.add_argument("--terminals", type=int, default=3)
+    demo.add_argument("--sales", type=int, default=20)
+    demo.set_defaults(func=cmd_demo)
+    terminals = sub.add_parser("terminals", help="register, import and revoke terminals")
+    tsub = terminals.add_subparsers(dest="action", required=True)
+    add = tsub.add_parser("add", help="register one terminal and print its key once")
+    add.add_argument("terminal_id")
+    add.add_argument("--merchant", required=True)
+    add.add_argument("--label")
+    imp = tsub.add_parser("import", help="bulk-register terminals from a CSV (terminal_id,merchant_id[,label])")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--keys-out", type=Path, help="write terminal_id,key_hex here (mode 600)")
+    rev = tsub.add_parser("revoke", help="revoke a terminal")
+    rev.add_argument("terminal_id")
+    tsub.add_parser("count", help="how many terminals are registered")
+    terminals.set_defaults(func=cmd_terminals)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as e:
+        print(f"posray: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The `posray terminals ...` commands: register, bulk import (COPY), revoke, count."""
+
+from __future__ import annotations
+
+import time
+
+from posray.adapters.keyfile import load_keys
+from posray.adapters.pg import create_pool
+from posray.adapters.pg_terminals import PgTerminals
+from posray.domain.errors import PosrayError
+from posray.services.terminals import read_import_file, register, write_keys_file
+from posray.settings import Settings
+
+
+async def run_terminal_command(settings: Settings, args) -> int:
+    keys = load_keys(settings.seed_file)
+    pool = await create_pool(settings.pg_dsn, size_max=2)
+    terminals = PgTerminals(pool)
+    try:
+        if args.action == "add":
+            reg = await register(terminals, keys.terminal_master, args.terminal_id, args.merchant, args.label)
+            print(f"registered {reg.terminal_id} (merchant {reg.merchant_id}, key version {reg.key_version})")
+            print(f"terminal key (provision it into the terminal; it is not shown again): {reg.key_hex}")
+        elif args.action == "import":
+            started = time.perf_counter()
+            rows = read_import_file(args.file)
+            count = await terminals.import_terminals(rows)
+            elapsed = time.perf_counter() - started
+            print(f"imported {count} terminals in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
+            if args.keys_out:
+                write_keys_file(args.keys_out, keys.terminal_master, rows)
+                print(f"wrote their keys to {args.keys_out} (mode 600)")
+        elif args.action == "revoke":
+            row = await terminals.revoke(args.terminal_id)
+            print(f"revoked {row.terminal_id}; documents are refused within a few seconds")
+        elif args.action == "count":
+            print(await terminals.count())
+        return 0
+    except PosrayError as e:
+        print(f"posray: {e}")
+        return 1
+    finally:
+        await pool.close()

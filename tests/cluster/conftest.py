@@ -1,0 +1,105 @@
+"""End-to-end fixtures: a private Ray cluster running posray behind Serve's HAProxy ingress.
+
+Real everything: Ray started for this run (with the same ingress environment `posray up`
+uses), a private Valkey with AOF and appendfsync always, the system PostgreSQL with a fresh
+database, and HTTP over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from posray.adapters.keyfile import load_keys
+from posray.adapters.pg import apply_schema
+from posray.embedded import ChildRedis, free_port
+from posray.settings import Settings
+
+from tests.conftest import PG_ADMIN_DSN
+
+
+@pytest.fixture(scope="session")
+def cluster_pg_dsn(run_id):
+    name = f"posray_{run_id}_e2e"
+
+    async def admin(sql):
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        await conn.execute(sql)
+        await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(apply_schema(dsn))
+    yield dsn
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory):
+    with ChildRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def posray_cluster(tmp_path_factory, run_id, cluster_pg_dsn, private_redis, seed_file):
+    """Start Ray + the actors + the Serve app once per run; yield (settings, base_url)."""
+    from deployments import launcher
+
+    os.environ.update(launcher.INGRESS_ENV)
+    import ray
+    from ray import serve
+
+    port = free_port()
+    settings = Settings(
+        redis_url=private_redis.url,
+        pg_dsn=cluster_pg_dsn,
+        data_dir=tmp_path_factory.mktemp("posray"),
+        operator_seed_file=seed_file,
+        key_prefix=f"e2e{run_id}",
+        ray_namespace=f"posray-{run_id}",
+        http_port=port,
+        public_base_url=f"http://127.0.0.1:{port}",
+        replicas=1,
+        shard_count=4,
+        ingest_actors=2,
+        ledger_actors=2,
+        ledger_batch_wait_ms=100,
+        revocation_poll_s=0.5,
+    )
+    ray.init(address="local", namespace=settings.ray_namespace, include_dashboard=False,
+             log_to_driver=False, num_cpus=2)
+    try:
+        launcher.deploy(settings)
+        yield settings, settings.public_base_url
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def operator_token(seed_file) -> str:
+    return load_keys(seed_file).api_token
+
+
+@pytest.fixture
+def http(posray_cluster):
+    _, base_url = posray_cluster
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+def wait_until(predicate, timeout_s: float = 30, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval_s)
