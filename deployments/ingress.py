@@ -100,6 +100,7 @@ def build_app(settings: Settings):
         max_ongoing_requests=settings.replica_ongoing_requests_max,
         ray_actor_options={"num_cpus": 0},
         health_check_period_s=5,
+        logging_config={"enable_access_log": False},
     )
     @serve.ingress(api)
     class PosrayIngress:

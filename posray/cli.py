@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,11 @@ from pathlib import Path
 from posray.settings import Settings, SettingsError
 
 STATE_FILE = "state.json"
+
+
+def _ray_env() -> None:
+    """Ray reads RAY_AUTH_MODE when it is imported: set it before any `import ray`."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def _settings(args) -> Settings:
@@ -26,7 +32,8 @@ def _settings(args) -> Settings:
     state_path = data_dir / STATE_FILE
     if state_path.exists():
         state = json.loads(state_path.read_text())
-        base = base.replace(**{k: v for k, v in state.items() if getattr(base, k) is None})
+        known = ("redis_url", "pg_dsn", "ray_address")
+        base = base.replace(**{k: state[k] for k in known if state.get(k) and getattr(base, k) is None})
     return base
 
 
@@ -58,6 +65,7 @@ def cmd_up(args) -> int:
         started["postgres"] = True
         print(f"embedded PostgreSQL at {dsn}")
     asyncio.run(apply_schema(settings.pg_dsn))
+    _ray_env()
     from deployments import launcher
 
     address = settings.ray_address or launcher.start_local_ray(settings)
@@ -78,9 +86,12 @@ def cmd_down(args) -> int:
     state_path = settings.data_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     if state.get("ray_address"):
+        _ray_env()
         from deployments import launcher
 
         try:
+            if not launcher.reachable(state["ray_address"]):
+                raise ConnectionError(f"no Ray answers at {state['ray_address']}")
             launcher.connect(state["ray_address"], settings)
             launcher.undeploy(settings)
             from ray import serve
@@ -110,8 +121,11 @@ def cmd_status(args) -> int:
         return 0
     if settings.ray_address:
         try:
+            _ray_env()
             from deployments import launcher
 
+            if not launcher.reachable(settings.ray_address):
+                raise ConnectionError(settings.ray_address)
             launcher.connect(settings.ray_address, settings)
             for shard, view in launcher.ledger_status(settings).items():
                 report["shards"][shard]["writer_error"] = view.get("error")

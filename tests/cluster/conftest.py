@@ -52,6 +52,11 @@ def posray_cluster(tmp_path_factory, run_id, cluster_pg_dsn, private_redis, seed
     from deployments import launcher
 
     os.environ.update(launcher.INGRESS_ENV)
+    os.environ.update(launcher.AUTH_ENV)
+    # Private HAProxy stats/metrics ports: a `posray up` on this machine may hold the defaults.
+    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
     import ray
     from ray import serve
 
