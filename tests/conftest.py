@@ -11,6 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+# Ray reads RAY_AUTH_MODE when first imported; a local cluster uses token auth (as posray up does).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 PG_ADMIN_DSN = os.environ.get("POSRAY_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("POSRAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
