@@ -67,7 +67,8 @@ def start_local_ray(settings: Settings) -> str:
             return address
     ray_bin = Path(sys.executable).with_name("ray")
     cmd = [str(ray_bin if ray_bin.exists() else shutil.which("ray")), "start", "--head",
-           "--port=0", "--dashboard-host=127.0.0.1", "--disable-usage-stats",
+           "--port=0", "--dashboard-host=127.0.0.1", f"--dashboard-port={settings.dashboard_port}",
+           "--disable-usage-stats",
            f"--temp-dir={ray_temp_dir(settings)}"]
     out = subprocess.run(cmd, env=ray_env(), capture_output=True, text=True, timeout=180)
     if out.returncode != 0:
@@ -102,15 +103,25 @@ def ray_temp_dir(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / f"posray-ray-{digest}"
 
 
-def stop_local_ray(settings: Settings, timeout_s: float = 30) -> int:
+def stop_local_ray(settings: Settings, address: str | None = None, timeout_s: float = 30) -> int:
     """Stop the Ray head `posray up` started (and only it); return how many processes got a signal.
 
-    `ray stop` would stop every Ray instance on the machine; instead the processes whose
-    command line names this data dir's Ray temp dir are terminated, and their workers exit
-    with their raylet.
+    `ray stop` would stop every Ray instance on the machine. Instead: the processes whose
+    command line names this data dir's Ray temp dir (GCS, raylet, ...) or its address (the
+    client server), and all their descendants (workers, agents, HAProxy), collected before any
+    signal so that none escapes by being re-parented.
     """
     marker = str(ray_temp_dir(settings))
-    pids = [pid for pid, cmd in _processes() if marker in cmd and pid != os.getpid()]
+    table = {pid: (ppid, cmd) for pid, ppid, cmd in _processes()}
+    roots = {pid for pid, (_, cmd) in table.items()
+             if marker in cmd or (address and f"--address={address}" in cmd)}
+    roots.discard(os.getpid())
+    pids = set(roots)
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _) in table.items() if ppid in pids} - pids - {os.getpid()}
+        pids |= children
+        grew = bool(children)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -123,12 +134,15 @@ def stop_local_ray(settings: Settings, timeout_s: float = 30) -> int:
 
 
 def _processes():
+    """(pid, parent pid, command line) of every process."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
+            yield int(entry.name), ppid, cmd
 
 
 def _alive(pid: int) -> bool:

@@ -74,7 +74,7 @@ def cmd_up(args) -> int:
     launcher.connect(address, settings)
     launcher.deploy(settings)
     print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
-          f"({settings.shard_count} shards, Ray at {address}, dashboard http://127.0.0.1:8265)")
+          f"({settings.shard_count} shards, Ray at {address}, dashboard http://127.0.0.1:{settings.dashboard_port})")
     print(f"operator token: `posray token` (derived from {settings.seed_file})")
     return 0
 
@@ -99,7 +99,7 @@ def cmd_down(args) -> int:
         except Exception as e:
             print(f"(Ray: {type(e).__name__}: {e})")
         if state.get("started_ray"):
-            launcher.stop_local_ray(settings)
+            launcher.stop_local_ray(settings, state["ray_address"])
             print("stopped the local Ray")
     if state.get("embedded_redis"):
         embedded.stop_redis(settings.data_dir / "redis")

@@ -28,6 +28,7 @@ class Settings:
     operator_seed_file: Path | None = None
     key_prefix: str = "posray"
     ray_namespace: str = "posray"
+    dashboard_port: int = 8265
     # HTTP edge.
     http_host: str = "127.0.0.1"
     http_port: int = 8000

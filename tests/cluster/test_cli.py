@@ -1,0 +1,67 @@
+"""The operator's path: `posray up` (embedded servers, local Ray), demo, status, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from posray.embedded import free_port
+
+pytestmark = pytest.mark.cluster
+POSRAY = str(Path(sys.executable).with_name("posray"))
+
+
+def posray(*args, env, cwd, timeout=240):
+    return subprocess.run([POSRAY, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def ray_processes_naming(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_up_demo_status_down_on_a_machine_with_nothing_configured(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSRAY_", "RAY_"))}
+    port = free_port()
+    env.update({
+        "POSRAY_HTTP_PORT": str(port), "POSRAY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "POSRAY_DASHBOARD_PORT": str(free_port()), "POSRAY_REPLICAS": "1",
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+    })
+    up = posray("up", env=env, cwd=tmp_path)
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+        assert "embedded Redis" in up.stdout and "embedded PostgreSQL" in up.stdout
+        seed = tmp_path / ".posray" / "keys" / "operator.seed"
+        assert oct(seed.stat().st_mode & 0o777) == "0o600"
+        demo = posray("demo", env=env, cwd=tmp_path)
+        assert demo.returncode == 0, demo.stdout + demo.stderr[-2000:]
+        assert "inclusion proof verifies: True" in demo.stdout
+        assert "same code True" in demo.stdout
+        status = posray("status", "--json", env=env, cwd=tmp_path)
+        report = json.loads(status.stdout[status.stdout.index("{"):])
+        assert report["totals"]["captured"] == 70
+        assert seed.read_text().strip() not in up.stdout + up.stderr + demo.stdout + demo.stderr
+    finally:
+        down = posray("down", env=env, cwd=tmp_path)
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert "stopped the local Ray" in down.stdout
+    state = tmp_path / ".posray"
+    assert not (state / "state.json").exists()
+    assert ray_processes_naming(str(state)) == [], "embedded servers still running"
+    from deployments.launcher import ray_temp_dir
+    from posray.settings import Settings
+    assert ray_processes_naming(str(ray_temp_dir(Settings(data_dir=state.resolve())))) == [], "Ray still running"
