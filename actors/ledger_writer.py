@@ -19,6 +19,7 @@ from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import connect
 from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.errors import LedgerCorrupted, PosrayError
+from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from posray.services.recording import ShardRecorder
 from posray.settings import Settings
 
@@ -33,7 +34,9 @@ class LedgerWriter:
     def __init__(self, settings: Settings, shards: list[int]):
         self._settings = settings
         self._shards = shards
-        self._code_key = load_keys(settings.seed_file).code
+        keys = load_keys(settings.seed_file)
+        self._code_key = keys.code
+        self._signer = NoteSigner(settings.log_key_name, keys.signing_seed)
         self._recorders: dict[int, ShardRecorder] = {}
         self._errors: dict[int, str] = {}
         self._stream: RedisShardStream | None = None
@@ -53,10 +56,16 @@ class LedgerWriter:
         s = self._settings
         self._recorders = {
             shard: ShardRecorder(shard, self._stream, ledger, self._code_key,
-                                 s.ledger_batch_max, s.ledger_batch_wait_ms)
+                                 s.ledger_batch_max, s.ledger_batch_wait_ms,
+                                 self._checkpoint_signer(shard), s.checkpoint_interval_s)
             for shard in self._shards
         }
         await asyncio.gather(*(self._loop(r) for r in self._recorders.values()))
+
+    def _checkpoint_signer(self, shard: int):
+        origin = self._settings.log_origin(shard)
+        signer = self._signer
+        return lambda size, root: sign_checkpoint(signer, Checkpoint(origin, size, root))
 
     async def _loop(self, recorder: ShardRecorder) -> None:
         backoff_s = 0.1

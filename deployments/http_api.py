@@ -14,6 +14,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import logging
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from posray.domain.errors import (
     Unavailable,
 )
 from posray.domain.keys import OperatorKeys
-from posray.services import lookup, terminals as terminal_service
+from posray.domain.note import NoteSigner
+from posray.services import lookup, proofs, terminals as terminal_service
 from posray.services.batcher import ShardBatcher
 from posray.services.capture import Accepted
 from posray.services.intake import Intake
@@ -101,6 +103,14 @@ class PosrayApi:
             return await self._single(backend, await _body(scope, receive, backend.settings))
         if method == "POST" and path == "/v1/transactions/batch":
             return await self._batch(backend, await _body(scope, receive, backend.settings))
+        if method == "GET" and path.startswith("/v1/receipts/") and path.endswith("/proof"):
+            tree_size = _int_param(scope, "tree_size")
+            bundle = await lookup.proof_bundle(backend.ledger, backend.keys.code, path[13:-6], tree_size)
+            return 200, orjson.dumps(bundle), JSON
+        if method == "GET" and path in ("/v1/log/key", "/.well-known/posray/log-key"):
+            return 200, orjson.dumps(_log_key(backend)), JSON
+        if method == "GET" and path.startswith("/v1/log/"):
+            return await self._log(backend, path, scope)
         if method == "GET" and path.startswith("/v1/receipts/"):
             receipt = await lookup.by_code(backend.ledger, backend.capture, backend.keys.code, path[13:])
             return 200, orjson.dumps(receipt), JSON
@@ -161,6 +171,23 @@ class PosrayApi:
                 results[i] = result
         return results
 
+    async def _log(self, backend: Backend, path: str, scope):
+        parts = path.split("/")  # ["", "v1", "log", shard, what]
+        if len(parts) != 5 or not parts[3].isdigit() or int(parts[3]) >= backend.settings.shard_count:
+            raise HttpError(404, {"error": "not_found", "reason": "no such shard log"})
+        shard = int(parts[3])
+        if parts[4] == "checkpoint":
+            found = await backend.ledger.checkpoint(shard, _int_param(scope, "tree_size"))
+            if found is None:
+                raise NotFound("no checkpoint of this size (or none yet)")
+            return 200, found[2].encode(), [(b"content-type", b"text/plain; charset=utf-8")]
+        if parts[4] == "consistency":
+            first, second = _int_param(scope, "first"), _int_param(scope, "second")
+            if first is None or second is None:
+                raise InvalidDocument("first", "first and second tree sizes are required", 400)
+            return 200, orjson.dumps(await proofs.consistency(backend.ledger, shard, first, second)), JSON
+        raise HttpError(404, {"error": "not_found", "reason": f"no route for GET {path}"})
+
     async def _by_fields(self, backend: Backend, scope) -> dict:
         params = _query(scope)
         try:
@@ -219,6 +246,25 @@ def _authorize(scope, keys: OperatorKeys) -> None:
     if not hmac.compare_digest(token.encode(), keys.api_token.encode()):
         raise HttpError(401, {"error": "unauthorized", "reason": "operator token required"},
                         [(b"www-authenticate", b"Bearer")])
+
+
+def _log_key(backend: Backend) -> dict:
+    signer = NoteSigner(backend.settings.log_key_name, backend.keys.signing_seed)
+    return {
+        "key_name": signer.name,
+        "verifier_key": signer.verifier_key(),
+        "public_key_ed25519": base64.b64encode(signer.public_key).decode(),
+        "origins": [backend.settings.log_origin(s) for s in range(backend.settings.shard_count)],
+    }
+
+
+def _int_param(scope, name: str) -> int | None:
+    value = _query(scope).get(name)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidDocument(name, "must be a non-negative integer", 400)
+    return int(value)
 
 
 def _query(scope) -> dict[str, str]:

@@ -132,6 +132,7 @@ def cmd_status(args) -> int:
         except Exception as e:
             print(f"(Ray not reachable: {type(e).__name__})")
     print(f"terminals: {report['terminals']}")
+    print(f"log verifier key: {_verifier_key(settings)}")
     print(f"{'shard':>5} {'captured':>10} {'backlog':>8} {'recorded':>10} {'batches':>8}  writer")
     for shard, row in sorted(report["shards"].items()):
         print(f"{shard:>5} {row['captured']:>10} {row['backlog']:>8} {row['recorded']:>10} "
@@ -139,6 +140,13 @@ def cmd_status(args) -> int:
     totals = report["totals"]
     print(f"total captured {totals['captured']}, recorded {totals['recorded']}, backlog {totals['backlog']}")
     return 0
+
+
+def _verifier_key(settings: Settings) -> str:
+    from posray.adapters.keyfile import load_keys
+    from posray.domain.note import NoteSigner
+
+    return NoteSigner(settings.log_key_name, load_keys(settings.seed_file).signing_seed).verifier_key()
 
 
 def cmd_token(args) -> int:
@@ -162,6 +170,15 @@ def cmd_demo(args) -> int:
                     terminals=args.terminals, sales=args.sales)
 
 
+def cmd_verify(args) -> int:
+    from posray.verify_cli import run_verify
+
+    settings = _settings(args)
+    key = args.key_file.read_text().strip() if args.key_file else args.key
+    return run_verify(args.code, args.url or f"http://{settings.http_host}:{settings.http_port}",
+                      args.proof_file, key, args.save)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posray", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder for keys, state and embedded servers (POSRAY_DATA_DIR)")
@@ -179,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--terminals", type=int, default=3)
     demo.add_argument("--sales", type=int, default=20)
     demo.set_defaults(func=cmd_demo)
+    verify = sub.add_parser("verify-receipt", help="verify a receipt against a signed checkpoint")
+    verify.add_argument("code")
+    verify.add_argument("--url", help="base URL of the API (default from settings)")
+    verify.add_argument("--proof-file", type=Path, help="verify a saved proof bundle instead of fetching one")
+    verify.add_argument("--key", help="the operator's note verifier key (name+hash+key)")
+    verify.add_argument("--key-file", type=Path, help="file holding the verifier key")
+    verify.add_argument("--save", type=Path, help="save the fetched proof bundle here")
+    verify.set_defaults(func=cmd_verify)
     terminals = sub.add_parser("terminals", help="register, import and revoke terminals")
     tsub = terminals.add_subparsers(dest="action", required=True)
     add = tsub.add_parser("add", help="register one terminal and print its key once")

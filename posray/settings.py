@@ -33,6 +33,8 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
+    log_name: str | None = None
+    checkpoint_interval_s: float = 1.0
     replicas: int = 2
     replica_ongoing_requests_max: int = 2000
     body_bytes_max: int = 4 * 1024 * 1024
@@ -67,6 +69,16 @@ class Settings:
     @property
     def seed_file(self) -> Path:
         return self.operator_seed_file or self.data_dir / "keys" / "operator.seed"
+
+    @property
+    def log_key_name(self) -> str:
+        """Name of the operator's log key and prefix of every shard's log origin (C2SP)."""
+        if self.log_name:
+            return self.log_name
+        return self.public_base_url.split("://", 1)[-1].rstrip("/") + "/log"
+
+    def log_origin(self, shard: int) -> str:
+        return f"{self.log_key_name}/{shard}"
 
     @property
     def idempotency_ttl_s(self) -> int:

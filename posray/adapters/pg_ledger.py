@@ -72,9 +72,10 @@ class PgLedger:
         return ChainHead(shard, row["batch_no"], row["last_seq"], bytes(row["header_hash"]))
 
     async def append_batch(
-        self, header: BatchHeader, rows: list[EntryRow], leaves: list[bytes]
+        self, header: BatchHeader, rows: list[EntryRow], leaves: list[bytes],
+        nodes: dict[tuple[int, int], bytes] | None = None,
     ) -> None:
-        """Write the batch header and its rows in ONE transaction (rows by COPY).
+        """Write the batch header, its rows (COPY) and the log subtrees it completes, in ONE transaction.
 
         Raises:
             LedgerCorrupted: the batch number or a sequence is already recorded, i.e. another
@@ -100,11 +101,60 @@ class PgLedger:
                     await conn.copy_records_to_table(
                         "ledger_entries", records=records, columns=ENTRY_COLUMNS
                     )
+                    if nodes:
+                        await conn.copy_records_to_table(
+                            "tlog_nodes", columns=("shard", "level", "idx", "hash"),
+                            records=[(header.shard, lv, ix, h) for (lv, ix), h in nodes.items()],
+                        )
             except asyncpg.UniqueViolationError as e:
                 raise LedgerCorrupted(
                     f"shard {header.shard}: batch {header.batch_no} or one of its sequences"
                     " is already recorded"
                 ) from e
+
+    async def stored_hashes(self, shard: int, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Transparency-log hashes by (level, index): leaves from ledger_entries, the rest from tlog_nodes."""
+        leaf_seqs = [index + 1 for level, index in keys if level == 0]
+        levels = [(level, index) for level, index in keys if level != 0]
+        out: dict[tuple[int, int], bytes] = {}
+        async with translated(), self._pool.acquire() as conn:
+            if leaf_seqs:
+                rows = await conn.fetch(
+                    "SELECT seq, leaf_hash FROM ledger_entries WHERE shard = $1 AND seq = ANY($2::bigint[])",
+                    shard, leaf_seqs,
+                )
+                out.update(((0, r["seq"] - 1), bytes(r["leaf_hash"])) for r in rows)
+            if levels:
+                rows = await conn.fetch(
+                    "SELECT n.level, n.idx, n.hash FROM tlog_nodes n"
+                    " JOIN unnest($2::smallint[], $3::bigint[]) AS k(level, idx)"
+                    " ON n.level = k.level AND n.idx = k.idx WHERE n.shard = $1",
+                    shard, [lv for lv, _ in levels], [ix for _, ix in levels],
+                )
+                out.update(((r["level"], r["idx"]), bytes(r["hash"])) for r in rows)
+        return out
+
+    async def add_checkpoint(self, shard: int, tree_size: int, root: bytes, note: str, created_ms: int) -> None:
+        """Store a signed checkpoint (append-only; the same size twice is ignored)."""
+        async with translated(), self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO checkpoints (shard, tree_size, root_hash, note, created_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                shard, tree_size, root, note, _ts(created_ms),
+            )
+
+    async def checkpoint(self, shard: int, tree_size: int | None = None) -> tuple[int, bytes, str] | None:
+        """(tree_size, root, note) of the latest checkpoint of `shard`, or of the one at `tree_size`."""
+        async with translated(), self._pool.acquire() as conn:
+            if tree_size is None:
+                row = await conn.fetchrow(
+                    "SELECT tree_size, root_hash, note FROM checkpoints WHERE shard = $1"
+                    " ORDER BY tree_size DESC LIMIT 1", shard)
+            else:
+                row = await conn.fetchrow(
+                    "SELECT tree_size, root_hash, note FROM checkpoints WHERE shard = $1 AND tree_size = $2",
+                    shard, tree_size)
+        return None if row is None else (row["tree_size"], bytes(row["root_hash"]), row["note"])
 
     async def entry(self, shard: int, seq: int) -> RecordedEntry | None:
         """The recorded document (shard, seq) with its batch header, or None."""

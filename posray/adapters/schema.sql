@@ -50,6 +50,26 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 );
 CREATE INDEX IF NOT EXISTS ledger_entries_terminal ON ledger_entries (terminal_id, counter);
 
+-- Per-shard transparency log: hashes of complete subtrees at heights 4, 8, 12, ... (level 0,
+-- the leaf hashes, live in ledger_entries). Written with the batch that completes them.
+CREATE TABLE IF NOT EXISTS tlog_nodes (
+    shard  int      NOT NULL,
+    level  smallint NOT NULL,
+    idx    bigint   NOT NULL,
+    hash   bytea    NOT NULL,
+    PRIMARY KEY (shard, level, idx)
+);
+
+-- Signed tree heads (C2SP tlog-checkpoint notes signed with the operator's Ed25519 key).
+CREATE TABLE IF NOT EXISTS checkpoints (
+    shard      int         NOT NULL,
+    tree_size  bigint      NOT NULL,
+    root_hash  bytea       NOT NULL,
+    note       text        NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (shard, tree_size)
+);
+
 CREATE OR REPLACE FUNCTION posray_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'posray: % on % is refused, the ledger is append-only', TG_OP, TG_TABLE_NAME
@@ -65,4 +85,14 @@ CREATE OR REPLACE TRIGGER ledger_entries_no_change BEFORE UPDATE OR DELETE ON le
 CREATE OR REPLACE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
     FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
 
+CREATE OR REPLACE TRIGGER tlog_nodes_no_change BEFORE UPDATE OR DELETE ON tlog_nodes
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER tlog_nodes_no_truncate BEFORE TRUNCATE ON tlog_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER checkpoints_no_change BEFORE UPDATE OR DELETE ON checkpoints
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+
 INSERT INTO posray_schema (version) VALUES (1) ON CONFLICT DO NOTHING;
+INSERT INTO posray_schema (version) VALUES (2) ON CONFLICT DO NOTHING;

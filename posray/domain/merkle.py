@@ -96,3 +96,82 @@ def verify_inclusion(
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+def _split(size: int) -> int:
+    """Largest power of two strictly smaller than `size` (size >= 2), the RFC's k."""
+    return 1 << ((size - 1).bit_length() - 1)
+
+
+def consistency_proof(first_size: int, leaf_hashes: list[bytes]) -> list[bytes]:
+    """Consistency proof (RFC 6962 §2.1.2 PROOF) from the first `first_size` leaves to all.
+
+    SUBPROOF descends into one child per step and appends the other child's hash after the
+    recursive part, so walking down while collecting those hashes, then reversing them,
+    gives the RFC's order without recursion. PROOF(m, D[m]) is the empty list.
+
+    Raises:
+        ValueError: not 0 < first_size <= len(leaf_hashes).
+    """
+    if not 0 < first_size <= len(leaf_hashes):
+        raise ValueError("a consistency proof needs 0 < first_size <= tree size")
+    m, lo, hi = first_size, 0, len(leaf_hashes)
+    complete = True  # the RFC's b: the subtree so far is a complete subtree of the old tree
+    collected: list[bytes] = []
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            collected.append(root_hash(leaf_hashes[lo + k : hi]))
+            hi = lo + k
+        else:
+            collected.append(root_hash(leaf_hashes[lo : lo + k]))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        collected.append(root_hash(leaf_hashes[lo:hi]))
+    return collected[::-1]
+
+
+def verify_consistency(
+    first_size: int, second_size: int, proof: list[bytes], first_root: bytes, second_root: bytes
+) -> bool:
+    """Verify a consistency proof exactly as RFC 9162 §2.1.4.2 specifies.
+
+    The RFC covers 0 < first < second; equal sizes need an empty proof and equal roots, and
+    the empty tree (first_size 0) is consistent with any tree through an empty proof.
+
+    Args:
+        first_size: leaves in the older tree.
+        second_size: leaves in the newer tree.
+        proof: the consistency path, as `consistency_proof` returns it.
+        first_root: root hash of the older tree.
+        second_root: root hash of the newer tree.
+
+    Returns:
+        True when the newer tree extends the older one.
+    """
+    if not 0 <= first_size <= second_size:
+        return False
+    if first_size == second_size:
+        return not proof and first_root == second_root
+    if first_size == 0:
+        return not proof and first_root == EMPTY_ROOT
+    if not proof:  # step 1
+        return False
+    path = list(proof)
+    if first_size & (first_size - 1) == 0:  # step 2: first is an exact power of 2
+        path.insert(0, first_root)
+    fn, sn = first_size - 1, second_size - 1  # step 3
+    while fn & 1:  # step 4
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]  # step 5
+    for c in path[1:]:  # step 6
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return fr == first_root and sr == second_root and sn == 0  # step 7

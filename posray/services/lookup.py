@@ -15,6 +15,7 @@ from posray.adapters.redis_capture import RedisCapture
 from posray.domain.codes import CodeKey, make_code, parse_code, display_code
 from posray.domain.errors import NotFound
 from posray.domain.merkle import inclusion_proof
+from posray.services import proofs
 from posray.domain.transaction import document_hash, issued_at_ms, shard_of, utc_iso_ms
 
 _PRINTED = ("terminal_id", "counter", "issued_at", "type", "currency", "items", "payments",
@@ -32,6 +33,22 @@ async def by_code(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, te
     if place is None:
         raise NotFound("no receipt has this code")
     return await _at(ledger, capture, code_key, *place)
+
+
+async def proof_bundle(ledger: PgLedger, code_key: CodeKey, text: str, tree_size: int | None = None) -> dict:
+    """Everything needed to verify a receipt offline: record, leaf, inclusion proof, checkpoint.
+
+    Raises:
+        CodeMalformed: the text cannot be a code (400).
+        NotFound: unknown code, not recorded yet, or no checkpoint covers it yet.
+    """
+    place = parse_code(code_key, text)
+    entry = None if place is None else await ledger.entry(*place)
+    if entry is None:
+        raise NotFound("no recorded receipt has this code (it may still be on its way to the ledger)")
+    bundle = await proofs.inclusion(ledger, entry.shard, entry.seq, tree_size)
+    return {"code": make_code(code_key, entry.shard, entry.seq), "record": entry.record.decode(),
+            "leaf_hash": entry.leaf_hash.hex(), **bundle}
 
 
 async def by_fields(
@@ -75,6 +92,13 @@ async def _at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, shard:
     }
 
 
+async def _log_proof(ledger: PgLedger, entry: RecordedEntry) -> dict | None:
+    try:
+        return await proofs.inclusion(ledger, entry.shard, entry.seq)
+    except NotFound:
+        return None
+
+
 async def _recorded(ledger: PgLedger, entry: RecordedEntry) -> dict:
     record = orjson.loads(entry.record)
     leaves = await ledger.batch_leaves(entry.shard, entry.batch_no)
@@ -95,6 +119,7 @@ async def _recorded(ledger: PgLedger, entry: RecordedEntry) -> dict:
             "header": orjson.loads(header.to_bytes()),
             "header_hash": entry.header_hash.hex(),
         },
+        "log": await _log_proof(ledger, entry),
     }
 
 

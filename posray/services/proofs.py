@@ -1,0 +1,66 @@
+"""Use cases of the transparency logs: tree heads, inclusion and consistency proofs.
+
+Each shard's recorded documents, in sequence order, are the leaves of an append-only RFC 6962
+tree (posray.domain.tlog). Proofs are computed from the stored subtree hashes with one query.
+"""
+
+from __future__ import annotations
+
+from posray.adapters.pg_ledger import PgLedger
+from posray.domain import tlog
+from posray.domain.errors import InvalidDocument, NotFound
+
+
+async def tree_root(ledger: PgLedger, shard: int, size: int) -> bytes:
+    """Root hash of the first `size` leaves of `shard`'s log."""
+    keys = tlog.range_keys(0, size)
+    return tlog.range_hash(0, size, await ledger.stored_hashes(shard, keys))
+
+
+async def inclusion(ledger: PgLedger, shard: int, seq: int, tree_size: int | None = None) -> dict:
+    """Inclusion proof of document `seq` against the latest checkpoint or a given tree size.
+
+    Raises:
+        NotFound: no checkpoint covers the document yet, or no such tree size.
+        InvalidDocument: the tree size does not contain the document (400).
+    """
+    checkpoint = await ledger.checkpoint(shard, tree_size)
+    if tree_size is None and (checkpoint is None or checkpoint[0] < seq):
+        raise NotFound("no checkpoint covers this receipt yet; try again in a few seconds")
+    if tree_size is not None and tree_size < seq:
+        raise InvalidDocument("tree_size", f"must be at least {seq} to contain this receipt", 400)
+    size = checkpoint[0] if tree_size is None else tree_size
+    if size > (await ledger.head(shard)).last_seq:
+        raise NotFound(f"shard {shard}'s log has fewer than {size} leaves")
+    ranges = tlog.inclusion_ranges(seq - 1, size)
+    keys = tlog.proof_keys(ranges) | tlog.range_keys(0, size)
+    stored = await ledger.stored_hashes(shard, keys)
+    return {
+        "shard": shard,
+        "leaf_index": seq - 1,
+        "tree_size": size,
+        "root_hash": tlog.range_hash(0, size, stored).hex(),
+        "inclusion_proof": [h.hex() for h in tlog.proof_hashes(ranges, stored)],
+        "checkpoint": checkpoint[2] if checkpoint and checkpoint[0] == size else None,
+    }
+
+
+async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> dict:
+    """Consistency proof between two sizes of `shard`'s log (RFC 6962 §2.1.2).
+
+    Raises:
+        InvalidDocument: sizes out of order (400).
+        NotFound: the log is smaller than `second`.
+    """
+    if not 0 < first <= second:
+        raise InvalidDocument("first", "must satisfy 0 < first <= second", 400)
+    if second > (await ledger.head(shard)).last_seq:
+        raise NotFound(f"shard {shard}'s log has fewer than {second} leaves")
+    ranges = tlog.consistency_ranges(first, second)
+    stored = await ledger.stored_hashes(shard, tlog.proof_keys(ranges))
+    return {
+        "shard": shard,
+        "first": first,
+        "second": second,
+        "consistency_proof": [h.hex() for h in tlog.proof_hashes(ranges, stored)],
+    }
