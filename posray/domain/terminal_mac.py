@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from posray.domain.canonical import canonical_bytes
+from posray.domain.canonical import canonical_bytes, canonical_wire_document
 
 
 def signed_bytes(document: dict) -> bytes:
@@ -24,5 +24,7 @@ def document_mac(key: bytes, document: dict) -> str:
 
 
 def mac_matches(key: bytes, document: dict, mac: str) -> bool:
-    """Constant-time check of a received MAC."""
-    return hmac.compare_digest(document_mac(key, document), mac.lower())
+    """Constant-time check of a received MAC on a document that passed wire validation."""
+    unsigned = {k: v for k, v in document.items() if k != "mac"}
+    expected = hmac.new(key, canonical_wire_document(unsigned), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, mac.lower())

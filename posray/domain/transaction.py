@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from posray.domain.canonical import canonical_bytes
+from posray.domain.canonical import canonical_wire_document
 from posray.domain.errors import InvalidDocument
 
 DOCUMENT_TYPES = ("sale", "refund", "correction")
@@ -141,8 +141,8 @@ def document_hash(canonical: bytes) -> bytes:
 
 
 def canonical_document(doc: dict) -> bytes:
-    """Canonical bytes of the whole document as stored, MAC included."""
-    return canonical_bytes(doc)
+    """Canonical bytes of the whole document as stored, MAC included (doc passed wire validation)."""
+    return canonical_wire_document(doc)
 
 
 def shard_of(terminal_id: str, shard_count: int) -> int:
