@@ -65,7 +65,7 @@ class LedgerWriter:
     def _checkpoint_signer(self, shard: int):
         origin = self._settings.log_origin(shard)
         signer = self._signer
-        return lambda size, root: sign_checkpoint(signer, Checkpoint(origin, size, root))
+        return lambda size, root, extensions: sign_checkpoint(signer, Checkpoint(origin, size, root, extensions))
 
     async def _loop(self, recorder: ShardRecorder) -> None:
         backoff_s = 0.1

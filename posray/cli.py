@@ -217,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("terminal_id")
     tsub.add_parser("count", help="how many terminals are registered")
     terminals.set_defaults(func=cmd_terminals)
+    from posray.lottery_cli import add_parser as add_lottery_parser
+
+    add_lottery_parser(sub)
+    from posray.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
+    from posray.analytics.cli import add_parser as add_analytics_parser
+
+    add_analytics_parser(sub)
     return parser
 
 

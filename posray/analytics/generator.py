@@ -171,17 +171,21 @@ class History:
         key_of: the signing key of a terminal id.
         next_seqs: per shard, the next free sequence (1 on an empty ledger).
         counters: per terminal, the last counter it already used (0 for a new terminal).
+        shards: only the documents of these shards. A terminal's documents, the sales its
+            refunds name included, all live in its shard, so the histories of disjoint sets of
+            shards are independent parts of the whole one and can be generated in parallel.
     """
 
     def __init__(
         self, world: World, config: GeneratorConfig, *, code_key: CodeKey,
         key_of: Callable[[str], bytes], next_seqs: dict[int, int] | None = None,
-        counters: dict[str, int] | None = None,
+        counters: dict[str, int] | None = None, shards: frozenset[int] | None = None,
     ):
         self.world = world
         self.config = config
         self._code_key = code_key
-        self._keys = {t.terminal_id: key_of(t.terminal_id) for t in world.terminals}
+        self._terminals = [t for t in world.terminals if shards is None or t.shard in shards]
+        self._keys = {t.terminal_id: key_of(t.terminal_id) for t in self._terminals}
         self._next_seq = dict(next_seqs or {})
         self._counters = {t.terminal_id: (counters or {}).get(t.terminal_id, 0) for t in world.terminals}
         self._recent: dict[str, deque] = {t.terminal_id: deque(maxlen=_RECENT_SALES_MAX) for t in world.terminals}
@@ -205,7 +209,7 @@ class History:
         pending: list = []
         for i in range(self.config.days):
             day = self.config.start + timedelta(days=i)
-            for terminal in self.world.terminals:
+            for terminal in self._terminals:
                 for item in self._terminal_day(terminal, day, i):
                     heapq.heappush(pending, item)
             # Documents issued later are issued after the next local midnight, so everything

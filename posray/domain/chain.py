@@ -7,6 +7,7 @@ the same shard, so changing any record or header breaks every later link.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -97,6 +98,30 @@ def seal_batch(
         recorded_at_ms=recorded_at_ms,
     )
     return header, leaves
+
+
+CHAIN_EXTENSION = "posray-chain"
+
+
+def chain_extension(batch_no: int, header_hash: bytes) -> str:
+    """Checkpoint extension line binding the signed tree head to the batch-header chain head.
+
+    "posray-chain <last batch number> <base64 header hash>": with it, the operator's signature
+    covers the hash chain too, so rewriting and rehashing batch headers is detected.
+    """
+    return f"{CHAIN_EXTENSION} {batch_no} {base64.b64encode(header_hash).decode()}"
+
+
+def parse_chain_extension(extensions: tuple[str, ...]) -> tuple[int, bytes] | None:
+    """(batch number, header hash) from a checkpoint's extension lines, or None when absent."""
+    for line in extensions:
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[0] == CHAIN_EXTENSION and parts[1].isdigit():
+            try:
+                return int(parts[1]), base64.b64decode(parts[2], validate=True)
+            except ValueError:
+                return None
+    return None
 
 
 def advance(head: ChainHead, header: BatchHeader) -> ChainHead:

@@ -119,3 +119,6 @@ class Unavailable(PosrayError):
 
 class LedgerCorrupted(PosrayError):
     """The ledger contradicts itself: a sequence gap, a broken chain link or a wrong hash."""
+
+    def to_json(self) -> dict:
+        return {"error": "ledger_corrupted", "reason": str(self)}

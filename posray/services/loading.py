@@ -9,8 +9,10 @@ document was checked (wire types, business rules at its acceptance time) by the 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,21 +44,41 @@ class LoadSummary:
 
 
 def load_into_ledger(
-    dsn: str, seed_file: Path, config: GeneratorConfig, *, batch_max: int = 2000,
+    dsn: str, seed_file: Path, config: GeneratorConfig, *, batch_max: int = 2000, workers: int = 1,
     sink: Callable[[Accepted], None] | None = None,
 ) -> LoadSummary:
-    """Generate `config`'s history and record it; see load_history."""
-    return asyncio.run(load_history(dsn, seed_file, config, batch_max=batch_max, sink=sink))
+    """Generate `config`'s history and record it; see load_history.
+
+    Args:
+        workers: processes generating and writing disjoint sets of shards in parallel (the
+            documents are the same whatever the number); `sink` needs workers=1.
+    """
+    if workers <= 1:
+        return asyncio.run(load_history(dsn, seed_file, config, batch_max=batch_max, sink=sink))
+    if sink is not None:
+        raise ValueError("a sink sees documents in one process only: use workers=1")
+    started = time.perf_counter()
+    registered = asyncio.run(_register_only(dsn, config))
+    groups = [frozenset(range(w, config.shard_count, workers)) for w in range(min(workers, config.shard_count))]
+    with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_load_part, [(dsn, seed_file, config, batch_max, g) for g in groups]))
+    return _merged(parts, registered, time.perf_counter() - started)
+
+
+def _load_part(args) -> LoadSummary:
+    dsn, seed_file, config, batch_max, shards = args
+    return asyncio.run(load_history(dsn, seed_file, config, batch_max=batch_max, shards=shards))
 
 
 async def load_history(
     dsn: str, seed_file: Path, config: GeneratorConfig, *, batch_max: int = 2000,
-    sink: Callable[[Accepted], None] | None = None,
+    sink: Callable[[Accepted], None] | None = None, shards: frozenset[int] | None = None,
 ) -> LoadSummary:
     """Register the world's merchants and terminals, then record its history batch by batch.
 
     A second load of the same world (a later window) continues each terminal's counters and
-    each shard's chain. `sink` sees every document as it is recorded (tests keep them).
+    each shard's chain. `sink` sees every document as it is recorded (tests keep them);
+    `shards` limits the load to the documents of those shards.
 
     Raises:
         ValueError: a world terminal id is registered to another merchant.
@@ -65,16 +87,17 @@ async def load_history(
     started = time.perf_counter()
     keys = load_keys(seed_file)
     world = build_world(config)
+    shard_ids = sorted(shards) if shards is not None else range(config.shard_count)
     pool = await create_pool(dsn, size_max=2)
     try:
         versions, registered = await _register(PgTerminals(pool), world)
         ledger, source = PgLedger(pool), PgSnapshotSource(pool)
-        heads = {s: await ledger.head(s) for s in range(config.shard_count)}
+        heads = {s: await ledger.head(s) for s in shard_ids}
         history = History(
             world, config, code_key=keys.code,
             key_of=lambda tid: terminal_key(keys.terminal_master, tid, versions[tid]),
             next_seqs={s: h.last_seq + 1 for s, h in heads.items()},
-            counters=await source.last_counters(sorted(versions)),
+            counters=await source.last_counters(sorted(versions)), shards=shards,
         )
         writer = _BatchWriter(ledger, heads, batch_max)
         types: Counter = Counter()
@@ -88,6 +111,26 @@ async def load_history(
         await pool.close()
     return LoadSummary(sum(types.values()), dict(types), writer.batches, registered,
                        time.perf_counter() - started, history.anomalies)
+
+
+async def _register_only(dsn: str, config: GeneratorConfig) -> int:
+    pool = await create_pool(dsn, size_max=1)
+    try:
+        return (await _register(PgTerminals(pool), build_world(config)))[1]
+    finally:
+        await pool.close()
+
+
+def _merged(parts: list[LoadSummary], registered: int, elapsed_s: float) -> LoadSummary:
+    types: Counter = Counter()
+    for part in parts:
+        types.update(part.by_type)
+    anomalies = parts[0].anomalies
+    for part in parts[1:]:
+        anomalies["counter_gaps"]["missing_counters"] += part.anomalies["counter_gaps"]["missing_counters"]
+        anomalies["duplicates"]["pairs"] += part.anomalies["duplicates"]["pairs"]
+    return LoadSummary(sum(types.values()), dict(types), sum(p.batches for p in parts), registered,
+                       elapsed_s, anomalies)
 
 
 async def _register(terminals: PgTerminals, world: World) -> tuple[dict[str, int], int]:

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from posray.adapters.pg_ledger import PgLedger
 from posray.domain import tlog
-from posray.domain.errors import InvalidDocument, NotFound
+from posray.domain.errors import InvalidDocument, LedgerCorrupted, NotFound
+
+
+def _computed(shard: int, compute):
+    try:
+        return compute()
+    except KeyError as e:
+        raise LedgerCorrupted(f"shard {shard}: stored log hash {e.args[0]} is missing; run `posray audit`") from None
 
 
 async def tree_root(ledger: PgLedger, shard: int, size: int) -> bytes:
     """Root hash of the first `size` leaves of `shard`'s log."""
     keys = tlog.range_keys(0, size)
-    return tlog.range_hash(0, size, await ledger.stored_hashes(shard, keys))
+    stored = await ledger.stored_hashes(shard, keys)
+    return _computed(shard, lambda: tlog.range_hash(0, size, stored))
 
 
 async def inclusion(ledger: PgLedger, shard: int, seq: int, tree_size: int | None = None) -> dict:
@@ -39,8 +47,8 @@ async def inclusion(ledger: PgLedger, shard: int, seq: int, tree_size: int | Non
         "shard": shard,
         "leaf_index": seq - 1,
         "tree_size": size,
-        "root_hash": tlog.range_hash(0, size, stored).hex(),
-        "inclusion_proof": [h.hex() for h in tlog.proof_hashes(ranges, stored)],
+        "root_hash": _computed(shard, lambda: tlog.range_hash(0, size, stored)).hex(),
+        "inclusion_proof": [h.hex() for h in _computed(shard, lambda: tlog.proof_hashes(ranges, stored))],
         "checkpoint": checkpoint[2] if checkpoint and checkpoint[0] == size else None,
     }
 
@@ -62,5 +70,5 @@ async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> 
         "shard": shard,
         "first": first,
         "second": second,
-        "consistency_proof": [h.hex() for h in tlog.proof_hashes(ranges, stored)],
+        "consistency_proof": [h.hex() for h in _computed(shard, lambda: tlog.proof_hashes(ranges, stored))],
     }

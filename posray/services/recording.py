@@ -16,13 +16,14 @@ import orjson
 from posray.adapters.pg_ledger import EntryRow, PgLedger
 from posray.adapters.redis_stream import RedisShardStream, StreamEntry
 from posray.domain import tlog
-from posray.domain.chain import ChainHead, advance, record_bytes, seal_batch
+from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, seal_batch
 from posray.domain.codes import CodeKey, make_code
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.transaction import issued_at_ms
 
 log = logging.getLogger(__name__)
-Sign = Callable[[int, bytes], str]  # (tree size, root hash) -> signed checkpoint note
+# (tree size, root hash, extension lines) -> signed checkpoint note
+Sign = Callable[[int, bytes, tuple[str, ...]], str]
 
 
 class ShardRecorder:
@@ -85,7 +86,8 @@ class ShardRecorder:
             return False
         root = tlog.range_hash(0, size, await self._ledger.stored_hashes(self.shard, tlog.range_keys(0, size)))
         now_ms = int(time.time() * 1000)
-        await self._ledger.add_checkpoint(self.shard, size, root, self._sign(size, root), now_ms)
+        note = self._sign(size, root, (chain_extension(self._head.batch_no, self._head.header_hash),))
+        await self._ledger.add_checkpoint(self.shard, size, root, note, now_ms)
         self._checkpointed, self._checkpointed_at = size, time.monotonic()
         return True
 

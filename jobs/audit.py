@@ -1,0 +1,189 @@
+"""Ray job `audit`: audit every shard of the ledger, one Ray task per shard, or in this process.
+
+    python -m jobs.audit [--shards 0,2-5] [--json] [--ray | --address ADDRESS] [--key VERIFIER_KEY]
+    ray job submit --address http://HEAD:8265 -- python -m jobs.audit --address auto
+
+Progress lines go to stderr, the report to stdout; the exit status is 1 when any shard diverges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from posray.adapters.keyfile import KeyFileError, load_keys
+from posray.adapters.pg import create_pool
+from posray.adapters.pg_audit import PgAuditSource
+from posray.audit_cli import add_arguments
+from posray.domain.errors import PosrayError
+from posray.domain.note import NoteError, NoteSigner, NoteVerifier
+from posray.services.audit import ShardAudit, audit_shard
+from posray.settings import Settings, SettingsError
+
+PROGRESS_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPlan:
+    """What every shard's task needs: where the ledger is and the operator's public key."""
+
+    settings: Settings
+    verifier_key: str
+    with_codes: bool
+    page_rows: int
+
+
+class _Progress:
+    """Prints a shard's progress to stderr at most every PROGRESS_INTERVAL_S seconds."""
+
+    def __init__(self, shard: int, err):
+        self._shard, self._err = shard, err
+        self._start = self._printed = time.monotonic()
+
+    def tick(self, documents: int) -> None:
+        now = time.monotonic()
+        if now - self._printed >= PROGRESS_INTERVAL_S:
+            self._printed = now
+            print(f"audit shard {self._shard}: {documents} documents checked "
+                  f"({documents / (now - self._start):.0f}/s)", file=self._err, flush=True)
+
+    def done(self, result: ShardAudit) -> None:
+        elapsed_s = time.monotonic() - self._start
+        verdict = "ok" if result.ok else f"DIVERGED: {result.first_divergence.what}"
+        print(f"audit shard {self._shard}: {result.documents} documents in {elapsed_s:.1f} s "
+              f"({result.documents / max(elapsed_s, 1e-6):.0f}/s), {verdict}", file=self._err, flush=True)
+
+
+async def audit_shards(plan: AuditPlan, shards: list[int], err=None) -> list[ShardAudit]:
+    """Audit `shards` one after another through one small pool, each in its own snapshot."""
+    err = err or sys.stderr
+    verifier = NoteVerifier.from_verifier_key(plan.verifier_key)
+    code_key = load_keys(plan.settings.seed_file).code if plan.with_codes else None
+    pool = await create_pool(plan.settings.pg_dsn, size_max=2)
+    results = []
+    try:
+        source = PgAuditSource(pool)
+        for shard in shards:
+            meter = _Progress(shard, err)
+            async with source.snapshot() as reader:
+                result = await audit_shard(reader, shard, verifier, plan.settings.log_origin(shard),
+                                           code_key, plan.page_rows, meter.tick)
+            meter.done(result)
+            results.append(result)
+    finally:
+        await pool.close()
+    return results
+
+
+def audit_one(plan: AuditPlan, shard: int) -> ShardAudit:
+    """The body of one shard's Ray task."""
+    return asyncio.run(audit_shards(plan, [shard]))[0]
+
+
+async def _ledger_shards(settings: Settings) -> list[int]:
+    pool = await create_pool(settings.pg_dsn, size_max=1)
+    try:
+        return await PgAuditSource(pool).shards()
+    finally:
+        await pool.close()
+
+
+def _run_on_ray(plan: AuditPlan, shards: list[int], address: str | None, err) -> list[ShardAudit]:
+    """One task per shard; audits only read, so a task lost with its node is simply retried."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray when it is first imported
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address or plan.settings.ray_address or "local",
+                 namespace=plan.settings.ray_namespace)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=2)(audit_one)
+        pending = {task.remote(plan, shard): shard for shard in shards}
+        results = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
+            for ref in done:
+                pending.pop(ref)
+                results.append(ray.get(ref))
+            print(f"audit: {len(results)} of {len(shards)} shards done", file=err, flush=True)
+        return sorted(results, key=lambda r: r.shard)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _plan(settings: Settings, args) -> AuditPlan:
+    """The verifier key from --key or from the operator's seed; codes are checked when the seed is here."""
+    try:
+        signer = NoteSigner(settings.log_key_name, load_keys(settings.seed_file).signing_seed)
+    except KeyFileError:
+        if not args.key:
+            raise
+        signer = None
+    key = args.key or signer.verifier_key()
+    NoteVerifier.from_verifier_key(key)  # fail early on a malformed key
+    return AuditPlan(settings, key, signer is not None, args.page_rows)
+
+
+def run_audit(settings: Settings, args, out=None, err=None) -> int:
+    """Audit the shards `args` name (all by default); print the report; 0 ok, 1 divergence, 2 unusable."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if settings.pg_dsn is None:
+        print("posray audit: no ledger configured (POSRAY_PG_DSN, or run `posray up`)", file=err)
+        return 2
+    try:
+        plan = _plan(settings, args)
+        shards = args.shards or asyncio.run(_ledger_shards(settings))
+    except (KeyFileError, NoteError, PosrayError) as e:
+        print(f"posray audit: {e}", file=err)
+        return 2
+    start = time.monotonic()
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address or args.ray:
+        results = _run_on_ray(plan, shards, address, err)
+    else:
+        results = asyncio.run(audit_shards(plan, shards, err))
+    _report(results, time.monotonic() - start, args.json, out)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _report(results: list[ShardAudit], elapsed_s: float, as_json: bool, out) -> None:
+    documents = sum(r.documents for r in results)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print(json.dumps({"ok": not failed, "documents": documents, "elapsed_s": round(elapsed_s, 3),
+                          "shards": [r.to_json() for r in results]}, indent=2), file=out)
+        return
+    print(f"{'shard':>5} {'documents':>10} {'batches':>8} {'checkpoints':>11} {'nodes':>7}  result", file=out)
+    for r in results:
+        d = r.first_divergence
+        result = "ok" if d is None else f"DIVERGED [{d.kind}] {d.what}"
+        print(f"{r.shard:>5} {r.documents:>10} {r.batches:>8} {r.checkpoints:>11} {r.nodes:>7}  {result}",
+              file=out)
+    verdict = f"FAILED: {len(failed)} of {len(results)} shards diverge" if failed else "ok: every hash verified"
+    print(f"audit {verdict} ({documents} documents, {len(results)} shards, {elapsed_s:.1f} s)", file=out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jobs.audit", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_audit(Settings.from_env(), args)
+    except SettingsError as e:
+        print(f"posray audit: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
