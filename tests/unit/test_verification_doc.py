@@ -53,3 +53,13 @@ def test_the_documented_verifier_rejects_a_checkpoint_signed_by_another_key():
     code, bundle = bundle_for(5, 9)
     other = NoteSigner("example.org/log", b"x" * 32)
     assert doc_verifier()(bundle, other.verifier_key(), code) is False
+
+
+def test_the_example_checkpoint_in_the_doc_verifies_with_the_example_key():
+    from posray.domain.note import NoteVerifier, open_checkpoint
+
+    text = DOC.read_text()
+    note = re.search(r"```\n(127\.0\.0\.1:8000/log/4\n.*?)```", text, re.S).group(1)
+    key = re.search(r"e\.g\. `(127\.0\.0\.1:8000/log\+[0-9a-f]{8}\+\S+)`", text).group(1)
+    checkpoint = open_checkpoint(NoteVerifier.from_verifier_key(key), note, "127.0.0.1:8000/log/4")
+    assert checkpoint.tree_size == 70 and checkpoint.extensions[0].startswith("posray-chain 3 ")
