@@ -43,10 +43,11 @@ def run(args) -> int:
     vat_rates.write_parquet(out / "vat_by_rate.parquet")
     currency = main_currency(totals)
     period_vat = fiscal.period_vat(vat_rates.lazy()).collect()
+    scope = ", ".join(args.merchant) if args.merchant else "all merchants"
     figures = {
-        "turnover_by_vat_rate": (charts.turnover_by_vat_rate(period_vat, currency, args.period),
+        "turnover_by_vat_rate": (charts.turnover_by_vat_rate(period_vat, currency, args.period, scope),
                                  "Net turnover (gross, incl. VAT) per period, split by VAT rate."),
-        "vat_by_period": (charts.vat_by_period(period_vat, currency, args.period),
+        "vat_by_period": (charts.vat_by_period(period_vat, currency, args.period, scope),
                           "VAT contained in that turnover: what the merchants owe, net of refunds."),
         "merchant_turnover": (charts.merchant_turnover(totals, currency),
                               "Sales and refunds per merchant over the whole selection."),

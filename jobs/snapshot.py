@@ -89,7 +89,13 @@ def run(args) -> int:
         return 2
     out = Path(args.out or settings.data_dir / "snapshot")
     use_ray = args.ray or bool(os.environ.get("RAY_ADDRESS"))
-    report = export_snapshot(dsn, out, page_rows=args.page_rows, use_ray=use_ray)
+    # RAY_ADDRESS (set by `ray job submit`), else the cluster `posray up` started, else a private one.
+    ray_address = (os.environ.get("RAY_ADDRESS") or settings.ray_address or "local") if use_ray else None
+    try:
+        report = export_snapshot(dsn, out, page_rows=args.page_rows, ray_address=ray_address)
+    except BlockingIOError as e:
+        print(f"snapshot: {e}", file=sys.stderr)
+        return 2
     rate = report.documents / report.seconds if report.seconds else 0.0
     print(f"snapshot {out}: +{report.documents:,} documents, +{report.items:,} items from "
           f"{len(report.exported)} shards in {report.seconds:.2f} s ({rate:,.0f} documents/s)"
@@ -99,8 +105,10 @@ def run(args) -> int:
     return 1 if report.failed else 0
 
 
-def export_snapshot(dsn: str, snapshot_dir: Path, *, page_rows: int = 50_000, use_ray: bool = False) -> SnapshotReport:
+def export_snapshot(dsn: str, snapshot_dir: Path, *, page_rows: int = 50_000, ray_address: str | None = None) -> SnapshotReport:
     """Export every shard's rows beyond the watermark; advance it for the shards that succeeded.
+
+    With `ray_address` ("local" for a private instance) shards are exported as Ray tasks.
 
     Raises:
         BlockingIOError: another export holds the snapshot folder's lock.
@@ -114,8 +122,10 @@ def export_snapshot(dsn: str, snapshot_dir: Path, *, page_rows: int = 50_000, us
         report.removed_files = _remove_unfinished(snapshot_dir, marks)
         heads = asyncio.run(_last_seqs(dsn))
         todo = [(s, marks.get(s, 0), last) for s, last in sorted(heads.items()) if last > marks.get(s, 0)]
-        runner = _export_with_ray if use_ray else _export_here
-        report.exported, report.failed = runner(dsn, snapshot_dir, todo, page_rows)
+        if ray_address and todo:
+            report.exported, report.failed = _export_with_ray(ray_address, dsn, snapshot_dir, todo, page_rows)
+        else:
+            report.exported, report.failed = _export_here(dsn, snapshot_dir, todo, page_rows)
         if report.exported:
             write_watermark(snapshot_dir, marks | {e.shard: e.last_seq for e in report.exported})
     report.seconds = time.perf_counter() - started
@@ -178,21 +188,26 @@ def _export_here(dsn, snapshot_dir, todo, page_rows):
     return exported, failed
 
 
-def _export_with_ray(dsn, snapshot_dir, todo, page_rows):
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+def _export_with_ray(address, dsn, snapshot_dir, todo, page_rows):
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray when it is first imported
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
-    task = ray.remote(num_cpus=1, max_retries=2)(export_shard)
-    pending = {task.remote(dsn, str(snapshot_dir), s, a, u, page_rows): s for s, a, u in todo}
-    exported, failed = [], {}
-    for ref, shard in pending.items():
-        try:
-            exported.append(ray.get(ref))
-        except Exception as e:
-            failed[shard] = f"{type(e).__name__}: {e}"
-    return exported, failed
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        ray.init(address=address, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=2)(export_shard)
+        pending = {task.remote(dsn, str(snapshot_dir), s, a, u, page_rows): s for s, a, u in todo}
+        exported, failed = [], {}
+        for ref, shard in pending.items():
+            try:
+                exported.append(ray.get(ref))
+            except Exception as e:
+                failed[shard] = f"{type(e).__name__}: {e}"
+        return exported, failed
+    finally:
+        if connected_here:
+            ray.shutdown()
 
 
 async def _last_seqs(dsn: str) -> dict[int, int]:

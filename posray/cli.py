@@ -17,6 +17,9 @@ from pathlib import Path
 from posray.settings import Settings, SettingsError
 
 STATE_FILE = "state.json"
+# Settings `posray up` deployed with; later commands (status, demo, audit, ...) must agree.
+DEPLOYED = ("shard_count", "key_prefix", "ray_namespace", "http_host", "http_port",
+            "public_base_url", "ingest_actors", "ledger_actors", "log_name")
 
 
 def _ray_env() -> None:
@@ -34,6 +37,10 @@ def _settings(args) -> Settings:
         state = json.loads(state_path.read_text())
         known = ("redis_url", "pg_dsn", "ray_address")
         base = base.replace(**{k: state[k] for k in known if state.get(k) and getattr(base, k) is None})
+        # What `posray up` deployed with wins over defaults (not over explicit POSRAY_* variables).
+        fixed = {k: v for k, v in state.get("deployed", {}).items()
+                 if f"POSRAY_{k.upper()}" not in os.environ}
+        base = base.replace(**fixed)
     return base
 
 
@@ -69,8 +76,10 @@ def cmd_up(args) -> int:
     from deployments import launcher
 
     address = settings.ray_address or launcher.start_local_ray(settings)
-    _save_state(settings, redis_url=settings.redis_url, pg_dsn=settings.pg_dsn,
-                ray_address=address, started_ray=settings.ray_address is None, **{f"embedded_{k}": v for k, v in started.items()})
+    deployed = {k: getattr(settings, k) for k in DEPLOYED}
+    _save_state(settings, redis_url=settings.redis_url, pg_dsn=settings.pg_dsn, deployed=deployed,
+                ray_address=address, started_ray=settings.ray_address is None,
+                **{f"embedded_{k}": v for k, v in started.items()})
     launcher.connect(address, settings)
     launcher.deploy(settings)
     print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
@@ -133,10 +142,12 @@ def cmd_status(args) -> int:
             print(f"(Ray not reachable: {type(e).__name__})")
     print(f"terminals: {report['terminals']}")
     print(f"log verifier key: {_verifier_key(settings)}")
-    print(f"{'shard':>5} {'captured':>10} {'backlog':>8} {'recorded':>10} {'batches':>8}  writer")
+    print(f"{'shard':>5} {'captured':>10} {'backlog':>8} {'recorded':>10} {'batches':>8} "
+          f"{'lag s':>7} {'ckpt age s':>10}  writer")
     for shard, row in sorted(report["shards"].items()):
         print(f"{shard:>5} {row['captured']:>10} {row['backlog']:>8} {row['recorded']:>10} "
-              f"{row['batches']:>8}  {row.get('writer_error') or 'ok'}")
+              f"{row['batches']:>8} {row['ledger_lag_s']:>7.1f} {row['checkpoint_age_s']:>10.1f}  "
+              f"{row.get('writer_error') or 'ok'}")
     totals = report["totals"]
     print(f"total captured {totals['captured']}, recorded {totals['recorded']}, backlog {totals['backlog']}")
     return 0
@@ -226,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     from posray.analytics.cli import add_parser as add_analytics_parser
 
     add_analytics_parser(sub)
+    from posray.bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 

@@ -33,14 +33,20 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def _figure(title: str, subtitle: str = "", size=(9.5, 5.0)):
-    figure = Figure(figsize=size)
+    figure = Figure(figsize=size, layout="constrained")
     axes = figure.add_subplot()
-    axes.set_title(title + (f"\n{subtitle}" if subtitle else ""), loc="left", fontsize=12, fontweight="bold")
+    axes.set_title(title, loc="left", fontsize=12, fontweight="bold", pad=20 if subtitle else 8)
+    if subtitle:
+        axes.text(0, 1.015, subtitle, transform=axes.transAxes, fontsize=9, color="#555555", va="bottom")
     axes.spines[["top", "right"]].set_visible(False)
     return figure, axes
 
 
-def _money_axis(axis) -> None:
+def _legend_below(figure: Figure, ncols: int) -> None:
+    figure.legend(loc="outside lower center", ncols=ncols, frameon=False)
+
+
+def _thousands(axis) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
@@ -49,21 +55,22 @@ def _rate_label(rate_bp: int) -> str:
 
 
 def _x_dates(axes, dates: list[date]) -> None:
-    axes.set_xticks(range(len(dates)))
-    axes.set_xticklabels([d.isoformat() for d in dates], rotation=45, ha="right", fontsize=8)
+    step = max(1, (len(dates) + 29) // 30)  # at most about 30 labels
+    axes.set_xticks(range(0, len(dates), step))
+    axes.set_xticklabels([d.isoformat() for d in dates[::step]], rotation=45, ha="right", fontsize=8)
 
 
-def turnover_by_vat_rate(period_vat: pl.DataFrame, currency: str, period: str) -> Figure:
+def turnover_by_vat_rate(period_vat: pl.DataFrame, currency: str, period: str, scope: str = "all merchants") -> Figure:
     """Stacked bars: net turnover (gross, sales minus refunds) per period, split by VAT rate."""
     return _stacked_by_rate(period_vat, currency, period, "net_gross_minor",
-                            f"Net turnover by VAT rate, per {period}", "gross, sales minus refunds, all merchants",
+                            f"Net turnover by VAT rate, per {period}", f"gross, sales minus refunds; {scope}",
                             f"Net turnover incl. VAT ({currency})")
 
 
-def vat_by_period(period_vat: pl.DataFrame, currency: str, period: str) -> Figure:
+def vat_by_period(period_vat: pl.DataFrame, currency: str, period: str, scope: str = "all merchants") -> Figure:
     """Stacked bars: VAT collected (net of refunds) per period, split by rate."""
     return _stacked_by_rate(period_vat, currency, period, "net_vat_minor",
-                            f"VAT collected per {period}", "net of refunds, all merchants",
+                            f"VAT collected per {period}", f"net of refunds; {scope}",
                             f"VAT ({currency})")
 
 
@@ -80,11 +87,11 @@ def _stacked_by_rate(frame: pl.DataFrame, currency: str, period: str, column: st
                  color=_VAT_COLOURS.get(rate), width=0.7)
         bottom = [b + h for b, h in zip(bottom, heights)]
     _x_dates(axes, periods)
-    axes.set_xlabel(f"{period.capitalize()} starting (local date)")
+    axes.set_xlabel("Date (local)" if period == "day" else f"{period.capitalize()} starting (local date)")
     axes.set_ylabel(ylabel)
-    _money_axis(axes.yaxis)
+    _thousands(axes.yaxis)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(frameon=False, ncols=5, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    _legend_below(figure, ncols=5)
     return figure
 
 
@@ -104,7 +111,7 @@ def merchant_turnover(totals: pl.DataFrame, currency: str, top: int = 15) -> Fig
     axes.set_yticks(list(ys))
     axes.set_yticklabels(merchants["merchant_id"].to_list(), fontsize=8)
     axes.set_xlabel(f"Gross amount incl. VAT ({currency})")
-    _money_axis(axes.xaxis)
+    _thousands(axes.xaxis)
     axes.axvline(0, color="black", linewidth=0.8)
     axes.grid(axis="x", alpha=0.3)
     axes.legend(frameon=False, loc="lower right")
@@ -133,7 +140,7 @@ def payment_mix(totals: pl.DataFrame, currency: str, top: int = 15) -> Figure:
     axes.set_xlim(0, 1)
     axes.xaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_xlabel("Share of net amount paid (%)")
-    axes.legend(frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(mix.height, 3)))
+    _legend_below(figure, ncols=3)
     return figure
 
 
@@ -148,7 +155,7 @@ def revenue_by_hour(by_hour: pl.DataFrame, currency: str) -> Figure:
     axes.set_xlim(-0.6, 23.6)
     axes.set_xlabel("Hour of day (local time, hour starting)")
     axes.set_ylabel(f"Net revenue per day ({currency})")
-    _money_axis(axes.yaxis)
+    _thousands(axes.yaxis)
     axes.grid(axis="y", alpha=0.3)
     return figure
 
@@ -169,7 +176,7 @@ def revenue_by_day(by_day: pl.DataFrame, currency: str) -> Figure:
     axes.axhline(0, color="black", linewidth=0.8)
     axes.set_xlabel("Date (local)")
     axes.set_ylabel(f"Amount incl. VAT ({currency})")
-    _money_axis(axes.yaxis)
+    _thousands(axes.yaxis)
     axes.grid(axis="y", alpha=0.3, zorder=1)
     axes.legend(frameon=False, loc="upper left")
     return figure
@@ -183,7 +190,7 @@ def revenue_by_weekday(by_weekday: pl.DataFrame, currency: str) -> Figure:
     axes.bar(WEEKDAY_NAMES, [major(values.get(d, 0), currency) for d in range(1, 8)], color=_PALETTE[0])
     axes.set_xlabel("Weekday")
     axes.set_ylabel(f"Net revenue per day ({currency})")
-    _money_axis(axes.yaxis)
+    _thousands(axes.yaxis)
     axes.grid(axis="y", alpha=0.3)
     return figure
 
@@ -198,7 +205,7 @@ def top_products(products: pl.DataFrame, currency: str) -> Figure:
     axes.set_yticks(list(range(frame.height)))
     axes.set_yticklabels(labels, fontsize=8)
     axes.set_xlabel(f"Net revenue incl. VAT ({currency})")
-    _money_axis(axes.xaxis)
+    _thousands(axes.xaxis)
     axes.grid(axis="x", alpha=0.3)
     return figure
 
@@ -212,7 +219,7 @@ def categories(by_category: pl.DataFrame, currency: str, top: int = 20) -> Figur
     axes.set_yticks(list(range(frame.height)))
     axes.set_yticklabels([f"{c} ({s:.0%})" for c, s in zip(frame["category"].to_list(), frame["share"].to_list())], fontsize=8)
     axes.set_xlabel(f"Net revenue incl. VAT ({currency})")
-    _money_axis(axes.xaxis)
+    _thousands(axes.xaxis)
     axes.grid(axis="x", alpha=0.3)
     return figure
 
@@ -223,6 +230,7 @@ def basket_sizes(sizes: pl.DataFrame) -> Figure:
     axes.bar(sizes["item_count"].to_list(), sizes["baskets"].to_list(), color=_PALETTE[4])
     axes.set_xlabel("Lines on the receipt")
     axes.set_ylabel("Receipts")
+    _thousands(axes.yaxis)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(axis="y", alpha=0.3)
     return figure
@@ -234,10 +242,14 @@ def basket_values(values: pl.DataFrame, currency: str, bin_minor: int) -> Figure
     width = major(bin_minor, currency)
     starts = [major(v, currency) for v in frame["bin_start_minor"]]
     figure, axes = _figure("Basket value", f"sales only; bins of {width:,.2f} {currency}, last bin open-ended")
-    axes.bar(starts, frame["baskets"].to_list(), width=width * 0.9, align="edge", color=_PALETTE[4])
+    counts = frame["baskets"].to_list()
+    axes.bar(starts, counts, width=width * 0.9, align="edge", color=_PALETTE[4])
+    if starts:
+        axes.annotate(f"{starts[-1]:,.0f}+", (starts[-1] + width / 2, counts[-1]), ha="center", va="bottom", fontsize=8)
     axes.set_xlabel(f"Receipt total incl. VAT ({currency})")
     axes.set_ylabel("Receipts")
-    _money_axis(axes.xaxis)
+    _thousands(axes.yaxis)
+    _thousands(axes.xaxis)
     axes.grid(axis="y", alpha=0.3)
     return figure
 
@@ -258,6 +270,6 @@ def stores(comparison: pl.DataFrame, currency: str, top: int = 20) -> Figure:
     axes.set_yticklabels(frame["store"].to_list(), fontsize=8)
     axes.set_xlabel(f"Net revenue per trading day ({currency})")
     axes.set_xlim(0, max(values, default=1) * 1.45)
-    _money_axis(axes.xaxis)
+    _thousands(axes.xaxis)
     axes.grid(axis="x", alpha=0.3)
     return figure

@@ -49,6 +49,7 @@ def generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merchants", type=int, default=12)
     parser.add_argument("--shards", type=int, help="the ledger's shard count (default POSRAY_SHARD_COUNT)")
     parser.add_argument("--no-anomalies", action="store_true", help="plant no anomalies")
+    parser.add_argument("--workers", type=int, default=1, help="processes generating disjoint shards in parallel")
 
 
 def add_parser(subparsers) -> None:
@@ -90,7 +91,7 @@ def cmd_generate(args) -> int:
         documents=args.documents, shard_count=args.shards or settings.shard_count,
         anomalies=not args.no_anomalies, vat_rates_bp=settings.vat_rates_bp,
     )
-    summary = load_into_ledger(dsn, settings.seed_file, config)
+    summary = load_into_ledger(dsn, settings.seed_file, config, settings=settings, workers=args.workers)
     print(f"recorded {summary.documents:,} documents {summary.by_type} in {summary.batches} batches, "
           f"{summary.terminals_registered} new terminals, {summary.elapsed_s:.1f} s "
           f"({summary.documents / max(summary.elapsed_s, 1e-9):,.0f} documents/s)")

@@ -6,7 +6,8 @@ given their receipt code, so that refunds can name the sale they refer to. The s
 and window always give the same documents. Nothing here does I/O: the loader that writes a
 history through the ledger-writing code path is posray.services.loading.
 
-Planted anomalies (World.planted, details in History.anomalies once iterated): a terminal that
+The world itself (merchants, stores, terminals) is posray.analytics.world; its names are
+re-exported here. Planted anomalies (World.planted, details in History.anomalies once iterated): a terminal that
 skips counters, one with an abnormal refund ratio, one offline for days that uploads its
 backlog late, one that issues duplicate-looking receipts within a minute.
 """
@@ -16,13 +17,22 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Callable, Iterator
 
 import numpy as np
 
-from posray.analytics.catalogue import KINDS, Kind, Product
+from posray.analytics.catalogue import Kind, Product
+from posray.analytics.world import (
+    GeneratorConfig,
+    Merchant,
+    Planted,
+    TerminalSpec,
+    World,
+    build_world,
+    utc_offset_min,
+)
 from posray.domain.codes import CodeKey, make_code
 from posray.domain.terminal_mac import document_mac
 from posray.domain.transaction import (
@@ -30,69 +40,15 @@ from posray.domain.transaction import (
     canonical_document,
     check_document,
     line_amount,
-    shard_of,
     vat_included,
 )
 from posray.wire import validate_document
 
+__all__ = ["Accepted", "GeneratorConfig", "History", "Merchant", "Planted", "TerminalSpec", "World", "build_world",
+           "load_into_ledger", "utc_offset_min"]
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_SURNAMES = ("Huber", "Gruber", "Wagner", "Bauer", "Pichler", "Steiner", "Moser", "Mayer",
-             "Hofer", "Leitner", "Berger", "Fuchs", "Eder", "Weber", "Schmid", "Winkler")
 _RECENT_SALES_MAX = 64
 REFUND_HEAVY_RATE = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratorConfig:
-    """What to generate: about `documents` receipts over `days` days from `start`."""
-
-    seed: int = 7
-    merchants: int = 6
-    start: date = date(2026, 3, 2)
-    days: int = 14
-    documents: int = 5000
-    shard_count: int = 8
-    currency: str = "EUR"
-    anomalies: bool = True
-    vat_rates_bp: tuple[int, ...] = (0, 500, 1000, 1300, 2000)
-
-
-@dataclass(frozen=True, slots=True)
-class Merchant:
-    merchant_id: str
-    name: str
-    kind: Kind
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalSpec:
-    """A till: its store (registered as the terminal's label) and how busy it is."""
-
-    terminal_id: str
-    merchant_id: str
-    store_id: str
-    kind: Kind
-    intensity: float
-    index: int
-    shard: int
-
-
-@dataclass(frozen=True, slots=True)
-class Planted:
-    """Terminal ids carrying the planted anomalies (None when anomalies are off)."""
-
-    counter_gaps: str | None = None
-    refund_heavy: str | None = None
-    late_upload: str | None = None
-    duplicates: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class World:
-    seed: int
-    merchants: tuple[Merchant, ...]
-    terminals: tuple[TerminalSpec, ...]
-    planted: Planted
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,52 +71,6 @@ class _Draft:
     payments: list[tuple[str, int]]
     refers_to: str | None = None
     counter: int = 0
-
-
-def utc_offset_min(day: date) -> int:
-    """Central European offset of a shop day: +120 from the last Sunday of March to the
-    Saturday before the last Sunday of October, else +60 (shops are shut when clocks change)."""
-    def last_sunday(month: int) -> date:
-        last = date(day.year, month, 31)
-        return last - timedelta(days=(last.weekday() + 1) % 7)
-
-    return 120 if last_sunday(3) <= day < last_sunday(10) else 60
-
-
-def build_world(config: GeneratorConfig) -> World:
-    """Merchants of several kinds with their stores and terminals, drawn from `config.seed`."""
-    rng = random.Random(f"world|{config.seed}")
-    merchants, terminals = [], []
-    for m in range(config.merchants):
-        kind = KINDS[m % len(KINDS)]
-        merchant_id = f"w{config.seed}-{kind.name}-{m + 1:02d}"
-        merchants.append(Merchant(merchant_id, f"{rng.choice(_SURNAMES)} {kind.title}", kind))
-        for s in range(1, rng.randint(*kind.stores) + 1):
-            store_id = f"{merchant_id}-s{s}"
-            size = rng.lognormvariate(0.0, 0.35)
-            for t in range(1, rng.randint(*kind.terminals_per_store) + 1):
-                terminal_id = f"{store_id}-t{t}"
-                if len(terminal_id) > 32:
-                    raise ValueError(f"seed {config.seed} makes terminal ids over 32 characters")
-                terminals.append(TerminalSpec(
-                    terminal_id, merchant_id, store_id, kind, kind.intensity * size * rng.uniform(0.8, 1.2),
-                    len(terminals), shard_of(terminal_id, config.shard_count),
-                ))
-    return World(config.seed, tuple(merchants), tuple(terminals), _plant(config, terminals, rng))
-
-
-def _plant(config: GeneratorConfig, terminals: list[TerminalSpec], rng: random.Random) -> Planted:
-    if not config.anomalies or len(terminals) < 4:
-        return Planted()
-    # The busiest terminal of the four busiest merchants (one anomaly each, when there are
-    # four merchants), so every anomaly shows even in a short window.
-    busiest: dict[str, TerminalSpec] = {}
-    for t in sorted(terminals, key=lambda t: -t.intensity):
-        busiest.setdefault(t.merchant_id, t)
-    chosen = sorted(busiest.values(), key=lambda t: -t.intensity)[:4]
-    chosen += [t for t in sorted(terminals, key=lambda t: -t.intensity) if t not in chosen][: 4 - len(chosen)]
-    rng.shuffle(chosen)
-    return Planted(*(t.terminal_id for t in chosen))
 
 
 class History:

@@ -1,9 +1,11 @@
 """Use case `load`: record a generated history in the ledger, through the ledger-writing path.
 
 History is older than the edge's 30-day upload window, so it bypasses the HTTP edge and Redis,
-but not the ledger: rows are built with record_bytes, sealed with seal_batch and appended with
-PgLedger.append_batch, as ShardRecorder does, so the chain audits like any other. Every
-document was checked (wire types, business rules at its acceptance time) by the generator.
+but not the ledger: each batch goes through ShardRecorder.record, exactly as the LedgerWriter
+records a shard's stream (record bytes, Merkle batch header chained to the previous one,
+transparency-log nodes, one PostgreSQL transaction), and each shard gets a signed checkpoint at
+the end, so the loaded ledger audits like any other. Every document was checked (wire types,
+business rules at its acceptance time) by the generator.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from typing import Callable
 
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
-from posray.adapters.pg_ledger import EntryRow, PgLedger
+from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.adapters.pg_terminals import PgTerminals
+from posray.adapters.redis_stream import StreamEntry
 from posray.analytics.generator import Accepted, GeneratorConfig, History, World, build_world
-from posray.domain.chain import ChainHead, advance, record_bytes, seal_batch
+from posray.domain.codes import CodeKey
+from posray.domain.errors import LedgerCorrupted
 from posray.domain.keys import terminal_key
-from posray.domain.transaction import issued_at_ms
-
-# The ledger writer's own batching delay: a batch is recorded this long after its last document.
-_RECORD_DELAY_MS = 200
-
+from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
+from posray.domain.transaction import document_hash
+from posray.services.recording import ShardRecorder, Sign
+from posray.settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class LoadSummary:
@@ -44,41 +47,44 @@ class LoadSummary:
 
 
 def load_into_ledger(
-    dsn: str, seed_file: Path, config: GeneratorConfig, *, batch_max: int = 2000, workers: int = 1,
-    sink: Callable[[Accepted], None] | None = None,
+    dsn: str, seed_file: Path, config: GeneratorConfig, *, settings: Settings | None = None,
+    batch_max: int = 2000, workers: int = 1, sink: Callable[[Accepted], None] | None = None,
 ) -> LoadSummary:
     """Generate `config`'s history and record it; see load_history.
 
     Args:
         workers: processes generating and writing disjoint sets of shards in parallel (the
-            documents are the same whatever the number); `sink` needs workers=1.
+            documents are the same whatever the number); `sink` needs workers=1. A script
+            that uses workers > 1 must guard its entry point with `if __name__ == "__main__"`.
     """
+    settings = settings or Settings()
     if workers <= 1:
-        return asyncio.run(load_history(dsn, seed_file, config, batch_max=batch_max, sink=sink))
+        return asyncio.run(load_history(dsn, seed_file, config, settings=settings, batch_max=batch_max, sink=sink))
     if sink is not None:
         raise ValueError("a sink sees documents in one process only: use workers=1")
     started = time.perf_counter()
     registered = asyncio.run(_register_only(dsn, config))
     groups = [frozenset(range(w, config.shard_count, workers)) for w in range(min(workers, config.shard_count))]
     with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(_load_part, [(dsn, seed_file, config, batch_max, g) for g in groups]))
+        parts = list(pool.map(_load_part, [(dsn, seed_file, config, settings, batch_max, g) for g in groups]))
     return _merged(parts, registered, time.perf_counter() - started)
 
 
 def _load_part(args) -> LoadSummary:
-    dsn, seed_file, config, batch_max, shards = args
-    return asyncio.run(load_history(dsn, seed_file, config, batch_max=batch_max, shards=shards))
+    dsn, seed_file, config, settings, batch_max, shards = args
+    return asyncio.run(load_history(dsn, seed_file, config, settings=settings, batch_max=batch_max, shards=shards))
 
 
 async def load_history(
-    dsn: str, seed_file: Path, config: GeneratorConfig, *, batch_max: int = 2000,
+    dsn: str, seed_file: Path, config: GeneratorConfig, *, settings: Settings, batch_max: int = 2000,
     sink: Callable[[Accepted], None] | None = None, shards: frozenset[int] | None = None,
 ) -> LoadSummary:
     """Register the world's merchants and terminals, then record its history batch by batch.
 
     A second load of the same world (a later window) continues each terminal's counters and
     each shard's chain. `sink` sees every document as it is recorded (tests keep them);
-    `shards` limits the load to the documents of those shards.
+    `shards` limits the load to the documents of those shards. Checkpoints are signed with
+    the operator's log key under `settings`' log origins.
 
     Raises:
         ValueError: a world terminal id is registered to another merchant.
@@ -87,26 +93,29 @@ async def load_history(
     started = time.perf_counter()
     keys = load_keys(seed_file)
     world = build_world(config)
-    shard_ids = sorted(shards) if shards is not None else range(config.shard_count)
+    signer = NoteSigner(settings.log_key_name, keys.signing_seed)
+
+    def sign_for(shard: int) -> Sign:
+        origin = settings.log_origin(shard)
+        return lambda size, root, extensions: sign_checkpoint(signer, Checkpoint(origin, size, root, extensions))
+
     pool = await create_pool(dsn, size_max=2)
     try:
         versions, registered = await _register(PgTerminals(pool), world)
-        ledger, source = PgLedger(pool), PgSnapshotSource(pool)
-        heads = {s: await ledger.head(s) for s in shard_ids}
+        writer = _BatchWriter(PgLedger(pool), keys.code, batch_max, sign_for)
         history = History(
             world, config, code_key=keys.code,
             key_of=lambda tid: terminal_key(keys.terminal_master, tid, versions[tid]),
-            next_seqs={s: h.last_seq + 1 for s, h in heads.items()},
-            counters=await source.last_counters(sorted(versions)), shards=shards,
+            next_seqs=await writer.next_seqs(sorted(shards) if shards is not None else range(config.shard_count)),
+            counters=await PgSnapshotSource(pool).last_counters(sorted(versions)), shards=shards,
         )
-        writer = _BatchWriter(ledger, heads, batch_max)
         types: Counter = Counter()
         for accepted in history:
             if sink is not None:
                 sink(accepted)
             types[accepted.document["type"]] += 1
             await writer.add(accepted)
-        await writer.flush_all()
+        await writer.close()
     finally:
         await pool.close()
     return LoadSummary(sum(types.values()), dict(types), writer.batches, registered,
@@ -149,57 +158,63 @@ async def _register(terminals: PgTerminals, world: World) -> tuple[dict[str, int
     return versions, len(fresh)
 
 
+class _NoStream:
+    """What ShardRecorder needs of a stream when documents come from a generator, not Redis."""
+
+    async def ensure_group(self, shard: int) -> None:
+        return None
+
+    async def acknowledge(self, shard: int, entry_ids: list[bytes]) -> None:
+        return None
+
+
 class _BatchWriter:
-    """Per shard, collects accepted documents and appends them as chained batches.
+    """Per shard, collects accepted documents and records them with ShardRecorder, one batch at a time.
 
     A batch closes when full or when the UTC day of acceptance changes, as a ledger writer
     that runs continuously would never hold documents across a day.
     """
 
-    def __init__(self, ledger: PgLedger, heads: dict[int, ChainHead], batch_max: int):
+    def __init__(self, ledger: PgLedger, code_key: CodeKey, batch_max: int, sign_for: Callable[[int], Sign]):
         self._ledger = ledger
-        self._heads = heads
+        self._code_key = code_key
         self._batch_max = batch_max
-        self._open: dict[int, list[Accepted]] = {}
+        self._sign_for = sign_for
+        self._recorders: dict[int, ShardRecorder] = {}
+        self._open: dict[int, list[StreamEntry]] = {}
         self.batches = 0
+
+    async def next_seqs(self, shards) -> dict[int, int]:
+        """Per shard, the next free sequence (the recorders load their chain heads here)."""
+        for shard in shards:
+            recorder = ShardRecorder(shard, _NoStream(), self._ledger, self._code_key, self._batch_max, 0,
+                                     self._sign_for(shard))
+            await recorder.resync()
+            self._recorders[shard] = recorder
+        return {shard: r.head.last_seq + 1 for shard, r in self._recorders.items()}
 
     async def add(self, accepted: Accepted) -> None:
         batch = self._open.setdefault(accepted.shard, [])
         if batch and accepted.accepted_at_ms // 86_400_000 != batch[-1].accepted_at_ms // 86_400_000:
             await self._flush(accepted.shard)
             batch = self._open[accepted.shard]
-        batch.append(accepted)
+        batch.append(StreamEntry(b"%d" % accepted.seq, accepted.seq, accepted.accepted_at_ms,
+                                 document_hash(accepted.canonical), accepted.canonical))
         if len(batch) >= self._batch_max:
             await self._flush(accepted.shard)
 
-    async def flush_all(self) -> None:
+    async def close(self) -> None:
+        """Record what is still open, then sign a checkpoint of every shard that grew."""
         for shard in sorted(self._open):
             await self._flush(shard)
+        for recorder in self._recorders.values():
+            await recorder.checkpoint_if_due(force=True)
 
     async def _flush(self, shard: int) -> None:
         batch = self._open.get(shard)
         if not batch:
             return
-        head = self._heads[shard]
-        if batch[0].seq != head.last_seq + 1:
-            raise ValueError(f"shard {shard}: batch starts at {batch[0].seq}, head is {head.last_seq}")
-        rows = [_row(a) for a in batch]
-        header, leaves = seal_batch(head, batch[0].seq, [r.record for r in rows],
-                                    batch[-1].accepted_at_ms + _RECORD_DELAY_MS)
-        await self._ledger.append_batch(header, rows, leaves)
-        self._heads[shard] = advance(head, header)
+        if await self._recorders[shard].record(batch) != len(batch):
+            raise LedgerCorrupted(f"shard {shard}: another writer recorded part of a generated batch")
         self._open[shard] = []
         self.batches += 1
-
-
-def _row(accepted: Accepted) -> EntryRow:
-    doc = accepted.document
-    return EntryRow(
-        seq=accepted.seq,
-        terminal_id=doc["terminal_id"],
-        counter=doc["counter"],
-        issued_at_ms=issued_at_ms(doc["issued_at"]),
-        accepted_at_ms=accepted.accepted_at_ms,
-        total_minor=doc["total_minor"],
-        record=record_bytes(accepted.shard, accepted.seq, accepted.code, accepted.accepted_at_ms, accepted.canonical),
-    )
