@@ -11,6 +11,7 @@ import os
 
 import ray
 
+from actors.metrics import IngestMetrics
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_ledger import PgLedger
@@ -34,6 +35,7 @@ class IngestShard:
         self._capture = RedisCapture(
             self._client, settings.key_prefix, settings.idempotency_ttl_s, settings.stream_backlog_max
         )
+        self._metrics = IngestMetrics()
         self._ready = asyncio.get_running_loop().create_task(self._prepare())
 
     async def _prepare(self) -> None:
@@ -55,6 +57,7 @@ class IngestShard:
         if shard not in self._shards:
             raise Unavailable(f"shard {shard} is not owned by this actor")
         await self._ensure_ready()
+        self._metrics.call(shard, len(submissions))
         return await append_batch(self._capture, self._keys, shard, submissions)
 
     async def _ensure_ready(self) -> None:

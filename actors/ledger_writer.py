@@ -13,6 +13,7 @@ import time
 
 import ray
 
+from actors.metrics import LedgerMetrics
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_ledger import PgLedger
@@ -25,6 +26,7 @@ from posray.settings import Settings
 
 log = logging.getLogger("posray.ledger")
 BACKOFF_MAX_S = 5.0
+METRICS_REPORT_S = 2.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=100)
@@ -40,7 +42,9 @@ class LedgerWriter:
         self._recorders: dict[int, ShardRecorder] = {}
         self._errors: dict[int, str] = {}
         self._stream: RedisShardStream | None = None
+        self._metrics = LedgerMetrics()
         self._main = asyncio.get_running_loop().create_task(self._run())
+        self._reporter = asyncio.get_running_loop().create_task(self._report())
 
     async def _run(self) -> None:
         client = connect(self._settings.redis_url)
@@ -57,7 +61,8 @@ class LedgerWriter:
         self._recorders = {
             shard: ShardRecorder(shard, self._stream, ledger, self._code_key,
                                  s.ledger_batch_max, s.ledger_batch_wait_ms,
-                                 self._checkpoint_signer(shard), s.checkpoint_interval_s)
+                                 self._checkpoint_signer(shard), s.checkpoint_interval_s,
+                                 self._metrics.batch_recorded)
             for shard in self._shards
         }
         await asyncio.gather(*(self._loop(r) for r in self._recorders.values()))
@@ -90,6 +95,22 @@ class LedgerWriter:
             await recorder.resync()
         except Exception as e:
             self._errors[recorder.shard] = f"{type(e).__name__}: {e}"
+
+    async def _report(self) -> None:
+        """Every few seconds: each owned shard's stream backlog and checkpoint age as gauges."""
+        while True:
+            await asyncio.sleep(METRICS_REPORT_S)
+            if self._stream is None:
+                continue
+            try:
+                backlogs = await self._stream.backlogs(self._shards)
+                now_ms = int(time.time() * 1000)
+                for shard, backlog in backlogs.items():
+                    recorder = self._recorders.get(shard)
+                    age_s = recorder.checkpoint_age_s(now_ms) if recorder else 0.0
+                    self._metrics.shard(shard, backlog, age_s)
+            except Exception as e:  # Redis away: the recording loops report it; keep going
+                log.debug("metrics report failed: %s", type(e).__name__)
 
     async def status(self) -> dict:
         """Per owned shard: recorded height, documents recorded by this incarnation, error."""

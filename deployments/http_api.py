@@ -9,6 +9,7 @@ Routes:
     POST /v1/admin/terminals              register (operator token)
     POST /v1/admin/terminals/{id}/revoke  revoke (operator token)
     GET  /healthz                         alive
+    GET  /readyz                          200 if Redis, PostgreSQL and the ledger are within bounds
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import asyncio
 import base64
 import hmac
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import orjson
 
@@ -30,6 +32,7 @@ from posray.domain.errors import (
     DocumentRejected,
     InvalidDocument,
     NotFound,
+    Overloaded,
     PosrayError,
     Unavailable,
 )
@@ -38,12 +41,26 @@ from posray.domain.note import NoteSigner
 from posray.services import lookup, proofs, terminals as terminal_service
 from posray.services.batcher import ShardBatcher
 from posray.services.capture import Accepted
+from posray.services.health import Readiness
 from posray.services.intake import Intake
 from posray.settings import Settings
 from deployments.receipt_page import render_receipt_page
 
 log = logging.getLogger("posray.http")
 JSON = [(b"content-type", b"application/json")]
+ENDPOINTS = {"/v1/transactions": "single", "/v1/transactions/batch": "batch"}
+
+
+class RequestObserver(Protocol):
+    """Told about every transaction request (the ingress records metrics with it)."""
+
+    def request_done(self, endpoint: str, elapsed_ms: float, accepted: int,
+                     rejected: dict[str, int], terminal_ids: list[str]) -> None: ...
+
+
+class _Unobserved:
+    def request_done(self, *args) -> None:
+        pass
 
 
 @dataclass
@@ -57,6 +74,8 @@ class Backend:
     ledger: PgLedger
     capture: RedisCapture
     terminals: PgTerminals
+    readiness: Callable[[], Awaitable[Readiness]]
+    observer: RequestObserver = field(default_factory=_Unobserved)
 
 
 class HttpError(Exception):
@@ -98,11 +117,11 @@ class PosrayApi:
         method, path = scope["method"], scope["path"]
         if path == "/healthz":
             return 200, b'{"status":"alive"}', JSON
+        if path == "/readyz":
+            return await self._ready()
         backend = await self._backend()
-        if method == "POST" and path == "/v1/transactions":
-            return await self._single(backend, await _body(scope, receive, backend.settings))
-        if method == "POST" and path == "/v1/transactions/batch":
-            return await self._batch(backend, await _body(scope, receive, backend.settings))
+        if method == "POST" and path in ENDPOINTS:
+            return await self._transactions(backend, ENDPOINTS[path], scope, receive)
         if method == "GET" and path.startswith("/v1/receipts/") and path.endswith("/proof"):
             tree_size = _int_param(scope, "tree_size")
             bundle = await lookup.proof_bundle(backend.ledger, backend.keys.code, path[13:-6], tree_size)
@@ -123,14 +142,35 @@ class PosrayApi:
             return await self._admin(backend, method, path, scope, receive)
         raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
 
-    async def _single(self, backend: Backend, raw: bytes):
+    async def _ready(self):
+        try:
+            backend = await self._backend()
+            readiness = await backend.readiness()
+        except Exception as e:  # the replica could not even build its connections
+            reason = str(e) if isinstance(e, PosrayError) else type(e).__name__
+            readiness = Readiness(False, {"replica": reason})
+        return (200 if readiness.ready else 503), orjson.dumps(readiness.to_json()), JSON
+
+    async def _transactions(self, backend: Backend, endpoint: str, scope, receive):
+        started = time.perf_counter()
+        try:
+            raw = await _body(scope, receive, backend.settings)
+            if endpoint == "single":
+                return await self._single(backend, raw, started)
+            return await self._batch(backend, raw, started)
+        except Exception as e:  # refused as a whole (a single document's rejection included)
+            _observe(backend, endpoint, started, [e])
+            raise
+
+    async def _single(self, backend: Backend, raw: bytes, started: float):
         doc = _parse_json(raw)
         (result,) = await self._accept(backend, [doc])
         if isinstance(result, PosrayError):
             raise result
+        _observe(backend, "single", started, [result], [doc])
         return 200, orjson.dumps(result.to_json(backend.settings.public_base_url)), JSON
 
-    async def _batch(self, backend: Backend, raw: bytes):
+    async def _batch(self, backend: Backend, raw: bytes, started: float):
         body = _parse_json(raw)
         if not isinstance(body, dict) or not isinstance(body.get("documents"), list):
             raise InvalidDocument("documents", "must be a list of documents", status=400)
@@ -143,6 +183,7 @@ class PosrayApi:
         if not documents:
             raise InvalidDocument("documents", "is empty", status=400)
         results = await self._accept(backend, documents)
+        _observe(backend, "batch", started, results, documents)
         base = backend.settings.public_base_url
         out = [
             r.to_json(base) if isinstance(r, Accepted) else _rejected(r) for r in results
@@ -234,6 +275,30 @@ class PosrayApi:
             out = {"terminal_id": row.terminal_id, "status": "revoked"}
             return 200, orjson.dumps(out), JSON
         raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
+
+
+def _observe(backend: Backend, endpoint: str, started: float, results: list, documents: list = ()) -> None:
+    """Tell the observer how a transaction request went (documents only for accepted ones)."""
+    rejected: dict[str, int] = {}
+    for r in results:
+        if not isinstance(r, Accepted):
+            reason = _reason(r)
+            rejected[reason] = rejected.get(reason, 0) + 1
+    terminal_ids = [d["terminal_id"] for d, r in zip(documents, results) if isinstance(r, Accepted)]
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    backend.observer.request_done(endpoint, elapsed_ms, len(results) - sum(rejected.values()),
+                                  rejected, terminal_ids)
+
+
+def _reason(error: Exception) -> str:
+    """The metrics' `reason` tag: invalid, unauthenticated, conflict, overloaded, unavailable, internal."""
+    if isinstance(error, DocumentRejected):
+        return error.kind
+    if isinstance(error, Overloaded):
+        return "overloaded"
+    if isinstance(error, Unavailable):
+        return "unavailable"
+    return "internal"
 
 
 def _rejected(error: PosrayError) -> dict:

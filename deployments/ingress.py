@@ -12,22 +12,27 @@ import logging
 import ray
 from ray import serve
 
-from actors.placement import ingest_name, owner_of
+from actors.metrics import IngressMetrics
+from actors.placement import ingest_name, ledger_name, owned_shards, owner_of
 from deployments.http_api import Backend, PosrayApi
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_capture import RedisCapture, connect
+from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.errors import Unavailable
 from posray.domain.transaction import Rules
 from posray.services.batcher import ShardBatcher
+from posray.services.health import ReadinessCheck
 from posray.services.intake import Intake
 from posray.services.terminals import TerminalDirectory
 from posray.settings import Settings
 
 log = logging.getLogger("posray.ingress")
 APP_NAME = "posray"
+METRICS_REPORT_S = 5.0
+WRITER_STATUS_TIMEOUT_S = 0.8
 
 
 class ReplicaBackend:
@@ -38,6 +43,7 @@ class ReplicaBackend:
         self._backend: Backend | None = None
         self._lock: asyncio.Lock | None = None
         self._actors: dict[int, ray.actor.ActorHandle] = {}
+        self._writers: dict[int, ray.actor.ActorHandle] = {}
 
     async def __call__(self) -> Backend:
         if self._backend is None:
@@ -56,10 +62,48 @@ class ReplicaBackend:
         await directory.start()
         asyncio.get_running_loop().create_task(self._refresh(directory))
         rules = Rules(frozenset(s.vat_rates_bp), s.future_skew_s, s.upload_window_s)
-        capture = RedisCapture(connect(s.redis_url), s.key_prefix, s.idempotency_ttl_s, s.stream_backlog_max)
+        client = connect(s.redis_url)
+        capture = RedisCapture(client, s.key_prefix, s.idempotency_ttl_s, s.stream_backlog_max)
         batcher = ShardBatcher(self._send, s.shard_batch_max, s.shard_batch_wait_ms, s.shard_queue_max)
+        ledger, stream = PgLedger(pool), RedisShardStream(client, s.key_prefix)
+        shards = list(range(s.shard_count))
+        readiness = ReadinessCheck(stream.ping, ledger.ping, lambda: stream.backlogs(shards),
+                                   self._writer_errors, s.ready_backlog_max)
+        metrics = IngressMetrics()
+        asyncio.get_running_loop().create_task(self._report(metrics))
         return Backend(s, keys, Intake(rules, directory, s.shard_count), batcher,
-                       PgLedger(pool), capture, terminals)
+                       ledger, capture, terminals, readiness, metrics)
+
+    async def _report(self, metrics: IngressMetrics) -> None:
+        while True:
+            await asyncio.sleep(METRICS_REPORT_S)
+            try:
+                metrics.report()
+            except Exception as e:  # metrics must never take the replica down
+                log.warning("metrics report failed: %s", type(e).__name__)
+
+    async def _writer_errors(self) -> dict[int, str | None]:
+        """Per shard: the error its LedgerWriter reports (None when recording), for /readyz."""
+        s = self._settings
+        indexes = list(range(s.ledger_actors))
+        views = await asyncio.gather(*(self._writer_status(i) for i in indexes), return_exceptions=True)
+        out: dict[int, str | None] = {}
+        for index, view in zip(indexes, views):
+            if isinstance(view, BaseException):
+                self._writers.pop(index, None)
+                reason = "did not answer" if isinstance(view, asyncio.TimeoutError) else type(view).__name__
+                out.update({shard: f"ledger actor {index}: {reason}"
+                            for shard in owned_shards(index, s.ledger_actors, s.shard_count)})
+            else:
+                out.update({shard: v.get("error") for shard, v in view.items()})
+        return out
+
+    async def _writer_status(self, index: int) -> dict:
+        actor = self._writers.get(index)
+        if actor is None:
+            actor = self._writers[index] = ray.get_actor(
+                ledger_name(self._settings.key_prefix, index), namespace=self._settings.ray_namespace)
+        return await asyncio.wait_for(actor.status.remote(), WRITER_STATUS_TIMEOUT_S)
 
     async def _refresh(self, directory: TerminalDirectory) -> None:
         while True:

@@ -59,6 +59,8 @@ class Settings:
     # Ledger writers.
     ledger_batch_max: int = 2000
     ledger_batch_wait_ms: int = 200
+    # Health: GET /readyz answers 503 once any shard's stream holds this many unrecorded documents.
+    ready_backlog_max: int = 100_000
 
     def __repr__(self) -> str:
         shown = ", ".join(

@@ -200,6 +200,33 @@ class PgLedger:
             )
         return {r["shard"]: (r["batches"], r["last_seq"]) for r in rows}
 
+    async def latest_checkpoints(self, shards: list[int]) -> dict[int, tuple[int, int | None]]:
+        """Per shard: (size of its latest signed checkpoint, when it was signed, epoch ms).
+
+        A shard never signed maps to (0, when its first batch was recorded), or (0, None) when
+        nothing was recorded either: unsigned leaves have been waiting since then.
+        """
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT s.shard, c.tree_size, c.created_at,"
+                " (SELECT recorded_at FROM ledger_batches b WHERE b.shard = s.shard"
+                "  ORDER BY batch_no LIMIT 1) AS first_recorded_at"
+                " FROM unnest($1::int[]) AS s(shard) LEFT JOIN LATERAL"
+                " (SELECT tree_size, created_at FROM checkpoints WHERE shard = s.shard"
+                "  ORDER BY tree_size DESC LIMIT 1) c ON true",
+                shards,
+            )
+        out = {}
+        for r in rows:
+            moment = r["created_at"] if r["tree_size"] is not None else r["first_recorded_at"]
+            out[r["shard"]] = (r["tree_size"] or 0, None if moment is None else _ms(moment))
+        return out
+
+    async def ping(self) -> None:
+        """Raises Unavailable unless PostgreSQL answers SELECT 1."""
+        async with translated(), self._pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
     async def last_recorded_ms(self, shard: int) -> int | None:
         async with translated(), self._pool.acquire() as conn:
             value = await conn.fetchval(

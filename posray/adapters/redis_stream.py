@@ -93,6 +93,37 @@ class RedisShardStream:
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 
+    async def backlogs(self, shards: list[int]) -> dict[int, int]:
+        """Documents not yet recorded, per shard, in one round trip."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.xlen(stream_key(self._prefix, shard))
+                lengths = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+        return {shard: int(n) for shard, n in zip(shards, lengths)}
+
+    async def oldest_accepted_ms(self, shard: int) -> int | None:
+        """When the oldest unrecorded document of `shard` was acknowledged (None: none left).
+
+        Recorded entries are deleted from the stream, so its first entry is the oldest pending.
+        """
+        try:
+            first = await self._client.xrange(stream_key(self._prefix, shard), count=1)
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+        if not first or b"t" not in first[0][1]:
+            return None
+        return int(first[0][1][b"t"])
+
+    async def ping(self) -> None:
+        """Raises Unavailable unless Redis answers PING."""
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+
     async def captured_height(self, shard: int) -> int:
         """The last sequence assigned in this shard (0 when none)."""
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import orjson
@@ -20,10 +21,23 @@ from posray.domain.chain import ChainHead, advance, chain_extension, record_byte
 from posray.domain.codes import CodeKey, make_code
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.transaction import issued_at_ms
+from posray.services.health import checkpoint_age_s
 
 log = logging.getLogger(__name__)
 # (tree size, root hash, extension lines) -> signed checkpoint note
 Sign = Callable[[int, bytes, tuple[str, ...]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecorded:
+    """A committed batch, for whoever watches the ledger (metrics)."""
+
+    shard: int
+    documents: int
+    lag_ms_max: int  # from the oldest document's acknowledgement to the commit
+
+
+Observe = Callable[[BatchRecorded], None]  # called after the commit; must not raise
 
 
 class ShardRecorder:
@@ -32,6 +46,7 @@ class ShardRecorder:
     def __init__(
         self, shard: int, stream: RedisShardStream, ledger: PgLedger, code_key: CodeKey,
         batch_max: int, wait_ms: int, sign: Sign | None = None, checkpoint_interval_s: float = 1.0,
+        observe: Observe | None = None,
     ):
         self.shard = shard
         self._stream = stream
@@ -47,6 +62,9 @@ class ShardRecorder:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._checkpointed = 0
         self._checkpointed_at = 0.0
+        # When the latest checkpoint was signed (never signed: when the first batch was recorded).
+        self._checkpointed_ms: int | None = None
+        self._observe = observe
 
     @property
     def head(self) -> ChainHead | None:
@@ -60,8 +78,9 @@ class ShardRecorder:
         """
         await self._stream.ensure_group(self.shard)
         self._head = await self._ledger.head(self.shard)
-        latest = await self._ledger.checkpoint(self.shard)
-        self._checkpointed = latest[0] if latest else 0
+        self._checkpointed, self._checkpointed_ms = (
+            await self._ledger.latest_checkpoints([self.shard])
+        ).get(self.shard, (0, None))
         self._pending = True
 
     async def step(self) -> int:
@@ -89,7 +108,13 @@ class ShardRecorder:
         note = self._sign(size, root, (chain_extension(self._head.batch_no, self._head.header_hash),))
         await self._ledger.add_checkpoint(self.shard, size, root, note, now_ms)
         self._checkpointed, self._checkpointed_at = size, time.monotonic()
+        self._checkpointed_ms = now_ms
         return True
+
+    def checkpoint_age_s(self, now_ms: int) -> float:
+        """Seconds since the last signed checkpoint while the log has unsigned leaves, else 0."""
+        size = self._head.last_seq if self._head else 0
+        return checkpoint_age_s(size, self._checkpointed, self._checkpointed_ms, now_ms)
 
     async def _read(self) -> list[StreamEntry]:
         if self._pending:
@@ -140,6 +165,11 @@ class ShardRecorder:
             self._head = advance(head, header)
             self.recorded += len(fresh)
             self.last_batch_ms = header.recorded_at_ms
+            if self._checkpointed_ms is None:  # never signed: unsigned leaves wait from now on
+                self._checkpointed_ms = header.recorded_at_ms
+            if self._observe is not None:
+                lag_ms = int(time.time() * 1000) - min(e.accepted_at_ms for e in fresh)
+                self._observe(BatchRecorded(self.shard, len(fresh), max(0, lag_ms)))
         await self._stream.acknowledge(self.shard, [e.entry_id for e in done + fresh])
         return len(fresh)
 

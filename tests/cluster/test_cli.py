@@ -54,6 +54,7 @@ def test_up_demo_status_down_on_a_machine_with_nothing_configured(tmp_path):
         status = posray("status", "--json", env=env, cwd=tmp_path)
         report = json.loads(status.stdout[status.stdout.index("{"):])
         assert report["totals"]["captured"] == 70
+        assert all({"ledger_lag_s", "checkpoint_age_s"} <= set(row) for row in report["shards"].values())
         assert seed.read_text().strip() not in up.stdout + up.stderr + demo.stdout + demo.stderr
     finally:
         down = posray("down", env=env, cwd=tmp_path)
