@@ -1,0 +1,1 @@
+"""`posray bench`: a load generator for the ingest path with an exactly-once check afterwards."""
