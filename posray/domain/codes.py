@@ -14,6 +14,7 @@ and the usual misreadings I/L -> 1 and O -> 0.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -45,6 +46,13 @@ class CodeKey:
         return "CodeKey(<secret>)"
 
 
+_ROUND_LABELS = tuple(b"posray-code-round" + bytes([r]) for r in range(_ROUNDS))
+# RFC 4648 base32 digits → Crockford digits, to encode with the C base32 encoder.
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
+# One Horner step of the check character: _STEP[t] = t·α reduced modulo x^5 + x^2 + 1.
+_STEP = tuple((t << 1) ^ (_GF32_POLY if t & 16 else 0) for t in range(32))
+
+
 def _prf(key: CodeKey, label: bytes, value: int, bits: int) -> int:
     digest = hashlib.blake2b(label + value.to_bytes(8, "big"), key=key.secret, digest_size=8)
     return int.from_bytes(digest.digest(), "big") >> (64 - bits)
@@ -54,7 +62,7 @@ def _permute(key: CodeKey, block: int, inverse: bool = False) -> int:
     left, right = block >> _HALF_BITS, block & _HALF_MASK
     rounds = range(_ROUNDS - 1, -1, -1) if inverse else range(_ROUNDS)
     for r in rounds:
-        label = b"posray-code-round" + bytes([r])
+        label = _ROUND_LABELS[r]
         if inverse:
             left, right = right ^ _prf(key, label, left, _HALF_BITS), left
         else:
@@ -71,9 +79,7 @@ def _check_char(body: str) -> str:
     # nonzero weights make every substitution and every transposition change the sum.
     total = 0
     for char in body:
-        total = (total ^ _VALUE[char]) << 1
-        if total & 32:
-            total ^= _GF32_POLY
+        total = _STEP[total ^ _VALUE[char]]
     return ALPHABET[total]
 
 
@@ -83,7 +89,9 @@ def make_code(key: CodeKey, shard: int, seq: int) -> str:
         raise ValueError("shard or sequence out of the code's range")
     block = (shard << SEQ_BITS) | seq
     number = (_permute(key, block) << TAG_BITS) | _tag(key, block)
-    body = "".join(ALPHABET[(number >> (5 * i)) & 31] for i in range(18, -1, -1))
+    # 95 bits, left-aligned in 15 bytes, are 19 base32 digits (the rest is padding).
+    digits = base64.b32encode((number << 25).to_bytes(15, "big"))[:19]
+    body = digits.translate(_TO_CROCKFORD).decode()
     return body + _check_char(body)
 
 
