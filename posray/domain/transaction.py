@@ -6,6 +6,7 @@ numbers add up. Every violation names the offending field with a dotted path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -155,6 +156,7 @@ def shard_of(terminal_id: str, shard_count: int) -> int:
     return int.from_bytes(digest[:8], "big") % shard_count
 
 
+@functools.lru_cache(maxsize=4096)
 def utc_iso_ms(epoch_ms: int) -> str:
     """Epoch milliseconds as an RFC 3339 UTC timestamp with millisecond precision."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
