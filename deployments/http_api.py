@@ -6,6 +6,7 @@ Routes:
     GET  /v1/receipts/{code}              public receipt lookup (with inclusion proof)
     GET  /v1/receipts?terminal_id&counter&date&total_minor   lookup by printed fields
     GET  /r/{code}                        the receipt page behind the QR link
+    (the public GET routes above, /v1/log/* and /.well-known/*: rate-limited per client address)
     POST /v1/admin/terminals              register (operator token)
     POST /v1/admin/terminals/{id}/revoke  revoke (operator token)
     GET  /healthz                         alive
@@ -43,12 +44,15 @@ from posray.services.batcher import ShardBatcher
 from posray.services.capture import Accepted
 from posray.services.health import Readiness
 from posray.services.intake import Intake
+from posray.services.ratelimit import RateLimiter, client_address, retry_after_s
 from posray.settings import Settings
 from deployments.receipt_page import render_receipt_page
 
 log = logging.getLogger("posray.http")
 JSON = [(b"content-type", b"application/json")]
 ENDPOINTS = {"/v1/transactions": "single", "/v1/transactions/batch": "batch"}
+# Customers' endpoints: public, so each client address is rate-limited (POSRAY_PUBLIC_*).
+PUBLIC_PREFIXES = ("/v1/receipts", "/r/", "/v1/log/", "/.well-known/")
 
 
 class RequestObserver(Protocol):
@@ -76,6 +80,12 @@ class Backend:
     terminals: PgTerminals
     readiness: Callable[[], Awaitable[Readiness]]
     observer: RequestObserver = field(default_factory=_Unobserved)
+    limiter: RateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            s = self.settings
+            self.limiter = RateLimiter(s.public_rate_per_s, s.public_burst, s.public_clients_max)
 
 
 class HttpError(Exception):
@@ -120,6 +130,8 @@ class PosrayApi:
         if path == "/readyz":
             return await self._ready()
         backend = await self._backend()
+        if method == "GET" and path.startswith(PUBLIC_PREFIXES):
+            _limit(scope, backend)
         if method == "POST" and path in ENDPOINTS:
             return await self._transactions(backend, ENDPOINTS[path], scope, receive)
         if method == "GET" and path.startswith("/v1/receipts/") and path.endswith("/proof"):
@@ -311,6 +323,16 @@ def _authorize(scope, keys: OperatorKeys) -> None:
     if not hmac.compare_digest(token.encode(), keys.api_token.encode()):
         raise HttpError(401, {"error": "unauthorized", "reason": "operator token required"},
                         [(b"www-authenticate", b"Bearer")])
+
+
+def _limit(scope, backend: Backend) -> None:
+    """Refuse with 429 + Retry-After when the client address has used up its bucket."""
+    client = client_address(scope, backend.settings.trusted_proxy_hops)
+    wait_s = backend.limiter.acquire(client)
+    if wait_s > 0:
+        seconds = retry_after_s(wait_s)
+        raise HttpError(429, {"error": "rate_limited", "reason": "too many requests from this address",
+                              "retry_after_s": seconds}, [(b"retry-after", str(seconds).encode())])
 
 
 def _log_key(backend: Backend) -> dict:

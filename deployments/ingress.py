@@ -31,6 +31,11 @@ from posray.settings import Settings
 
 log = logging.getLogger("posray.ingress")
 APP_NAME = "posray"
+# The replica's own HTTP server (Serve's direct ingress, behind HAProxy) is uvicorn, which by
+# default believes X-Forwarded-For from a loopback peer; Ray's HAProxy passes the client's header
+# through unchanged, so a client could pick its own address. Trust no proxy header here: the
+# public endpoints' limiter decides what X-Forwarded-For means (POSRAY_TRUSTED_PROXY_HOPS).
+REPLICA_ENV = {"FORWARDED_ALLOW_IPS": ""}
 METRICS_REPORT_S = 5.0
 WRITER_STATUS_TIMEOUT_S = 0.8
 
@@ -142,7 +147,7 @@ def build_app(settings: Settings):
         name="PosrayIngress",
         num_replicas=settings.replicas,
         max_ongoing_requests=settings.replica_ongoing_requests_max,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": REPLICA_ENV}},
         health_check_period_s=5,
         logging_config={"enable_access_log": False},
     )

@@ -161,6 +161,14 @@ def connect(address: str, settings: Settings) -> None:
 
 def deploy(settings: Settings) -> None:
     """Create (or find) the actors, wait until they answer, then deploy the Serve app."""
+    ensure_actors(settings)
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    _wait_http(settings)
+
+
+def ensure_actors(settings: Settings) -> None:
+    """Create the detached IngestShard and LedgerWriter actors (or find them) and wait until they answer."""
     actors = []
     for index in range(settings.ingest_actors):
         shards = owned_shards(index, settings.ingest_actors, settings.shard_count)
@@ -175,9 +183,6 @@ def deploy(settings: Settings) -> None:
             lifetime="detached", get_if_exists=True,
         ).remote(settings, shards))
     ray.get([a.ping.remote() for a in actors], timeout=READY_TIMEOUT_S)
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
-    _wait_http(settings)
 
 
 def _wait_http(settings: Settings) -> None:

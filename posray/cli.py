@@ -1,4 +1,4 @@
-"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token.
+"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token, serve-config.
 
 Ray is imported only by the commands that need it (through deployments.launcher), so the
 operator's terminal commands work without Ray installed on the operator's machine.
@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     from posray.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+    from posray.serve_config import add_parser as add_serve_config_parser
+
+    add_serve_config_parser(sub)
     return parser
 
 

@@ -39,6 +39,12 @@ class Settings:
     replica_ongoing_requests_max: int = 2000
     body_bytes_max: int = 4 * 1024 * 1024
     batch_documents_max: int = 1000
+    # Public (customer) endpoints: a token bucket per client address and replica; rate 0 = off.
+    public_rate_per_s: float = 20.0
+    public_burst: int = 40
+    public_clients_max: int = 100_000
+    # Proxies in front of Serve that append X-Forwarded-For (0: limit by the connecting peer).
+    trusted_proxy_hops: int = 0
     # Ingest: micro-batching in replicas and the IngestShard actors behind them.
     shard_count: int = 8
     ingest_actors: int = 2

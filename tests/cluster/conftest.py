@@ -57,6 +57,9 @@ def posray_cluster(tmp_path_factory, run_id, cluster_pg_dsn, private_redis, seed
     os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
     os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
+    # Throughput-optimized Serve buffers 1,000 replica log records before writing them; write
+    # each at once, so that test_secrets reads everything the replicas logged.
+    os.environ["RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"] = "1"
     import ray
     from ray import serve
 
@@ -76,6 +79,9 @@ def posray_cluster(tmp_path_factory, run_id, cluster_pg_dsn, private_redis, seed
         ledger_actors=2,
         ledger_batch_wait_ms=100,
         revocation_poll_s=0.5,
+        # Public lookups: generous for the other tests, small enough for test_public_limits to trip.
+        public_rate_per_s=50.0,
+        public_burst=100,
     )
     ray.init(address="local", namespace=settings.ray_namespace, include_dashboard=False,
              log_to_driver=False, num_cpus=2)
