@@ -1,9 +1,11 @@
-"""`posray analytics generate|snapshot|fiscal|retail`: shortcuts to the analytics jobs.
+"""`posray analytics generate|snapshot|fiscal|retail|demand|integrity`: shortcuts to the analytics jobs.
 
 The Ray jobs (`python -m jobs.snapshot ...`) build their parsers from the functions here, so a
 job and its shortcut take the same flags. Defaults come from posray's settings: POSRAY_* and
 what `posray up` recorded in the data folder (the PostgreSQL DSN, the operator seed); the
-snapshot lives in <data dir>/snapshot and reports go to <data dir>/reports.
+snapshot lives in <data dir>/snapshot and reports go to <data dir>/reports. `generate` also
+records the kind of each generated merchant in <data dir>/merchants.csv (the ledger's merchant
+registry has no kind), which the integrity job uses to compare terminals with their peers.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 from datetime import date
 from pathlib import Path
+
+MERCHANTS_FILE = "merchants.csv"
 
 
 def job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,16 +32,40 @@ def snapshot_arguments(parser: argparse.ArgumentParser) -> None:
                         help="export shards in parallel as Ray tasks (implied when RAY_ADDRESS is set)")
 
 
-def report_arguments(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+def selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a report job reads and writes, and which documents it looks at."""
     parser.add_argument("--snapshot", type=Path, help="snapshot folder (default <data dir>/snapshot)")
     parser.add_argument("--out", type=Path, help="reports folder (default <data dir>/reports)")
     parser.add_argument("--since", type=date.fromisoformat, help="first local issue date, YYYY-MM-DD")
     parser.add_argument("--until", type=date.fromisoformat, help="last local issue date, YYYY-MM-DD")
     parser.add_argument("--merchant", action="append", help="only this merchant id (repeatable)")
+
+
+def report_arguments(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    selection_arguments(parser)
     if top:
         parser.add_argument("--top", type=int, default=15, help="how many products to rank")
     else:
         parser.add_argument("--period", choices=("day", "week", "month"), default="month")
+
+
+def demand_arguments(parser: argparse.ArgumentParser) -> None:
+    selection_arguments(parser)
+    parser.add_argument("--weeks", type=int, default=4, help="weeks the weekday-mean model averages")
+    parser.add_argument("--top", type=int, default=20, help="stores shown in the forecast chart")
+
+
+def integrity_arguments(parser: argparse.ArgumentParser) -> None:
+    selection_arguments(parser)
+    parser.add_argument("--merchant-kinds", type=Path, help="CSV or Parquet with merchant_id and kind, the peer groups "
+                        f"of the refund check (default <data dir>/{MERCHANTS_FILE} when it exists, else each "
+                        "merchant is its own group)")
+    parser.add_argument("--late-after-h", type=float, default=1.0, help="a document accepted later than this "
+                        "many hours after issue is late")
+    parser.add_argument("--duplicate-window-s", type=float, default=60.0,
+                        help="two identical receipts at most this far apart look duplicated")
+    parser.add_argument("--refund-k", type=float, default=5.0, help="flag refund ratios this many robust "
+                        "deviations above the peer median")
 
 
 def generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +82,8 @@ def generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> None:
     """Register `analytics` and its commands on the `posray` parser."""
-    analytics = subparsers.add_parser("analytics", help="demo history, ledger snapshots, fiscal and retail reports")
+    analytics = subparsers.add_parser("analytics", help="demo history, ledger snapshots, fiscal, retail, demand "
+                                      "and integrity reports")
     sub = analytics.add_subparsers(dest="analytics_command", required=True)
     generate = sub.add_parser("generate", help="record a generated retail history in the ledger")
     generate_arguments(generate)
@@ -68,6 +97,12 @@ def add_parser(subparsers) -> None:
     retail = sub.add_parser("retail", help="revenue by hour/day/weekday, products, baskets, stores")
     report_arguments(retail, top=True)
     retail.set_defaults(func=lambda args: _job("retail").run(args))
+    demand = sub.add_parser("demand", help="next week's sales per store and category, with its backtest error")
+    demand_arguments(demand)
+    demand.set_defaults(func=lambda args: _job("demand").run(args))
+    integrity = sub.add_parser("integrity", help="counter gaps, late uploads, refund outliers, duplicate receipts")
+    integrity_arguments(integrity)
+    integrity.set_defaults(func=lambda args: _job("integrity").run(args))
 
 
 def settings_for(args):
@@ -78,7 +113,7 @@ def settings_for(args):
 
 
 def cmd_generate(args) -> int:
-    from posray.analytics.generator import GeneratorConfig
+    from posray.analytics.generator import GeneratorConfig, build_world
     from posray.services.loading import load_into_ledger
 
     settings = settings_for(args)
@@ -92,10 +127,32 @@ def cmd_generate(args) -> int:
         anomalies=not args.no_anomalies, vat_rates_bp=settings.vat_rates_bp,
     )
     summary = load_into_ledger(dsn, settings.seed_file, config, settings=settings, workers=args.workers)
+    write_merchants(settings.data_dir / MERCHANTS_FILE, build_world(config))
     print(f"recorded {summary.documents:,} documents {summary.by_type} in {summary.batches} batches, "
           f"{summary.terminals_registered} new terminals, {summary.elapsed_s:.1f} s "
           f"({summary.documents / max(summary.elapsed_s, 1e-9):,.0f} documents/s)")
     return 0
+
+
+def write_merchants(path: Path, world) -> None:
+    """Add the world's merchants (merchant_id, name, kind) to the CSV at `path`, replacing
+    rows of the same merchant ids."""
+    import polars as pl
+
+    rows = pl.DataFrame([{"merchant_id": m.merchant_id, "name": m.name, "kind": m.kind.name} for m in world.merchants],
+                        schema={"merchant_id": pl.String, "name": pl.String, "kind": pl.String})
+    if path.exists():
+        rows = pl.concat([pl.read_csv(path, schema=rows.schema).filter(~pl.col("merchant_id").is_in(rows["merchant_id"])), rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows.sort("merchant_id").write_csv(path)
+
+
+def read_merchants(path: Path):
+    """merchant_id and kind from a CSV or Parquet file, as a LazyFrame."""
+    import polars as pl
+
+    frame = pl.scan_parquet(path) if path.suffix == ".parquet" else pl.scan_csv(path, infer_schema=False)
+    return frame.select(pl.col("merchant_id").cast(pl.String), pl.col("kind").cast(pl.String))
 
 
 def _job(name: str):

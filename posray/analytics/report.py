@@ -20,6 +20,9 @@ td.n{text-align:right;font-variant-numeric:tabular-nums} th{text-align:left;back
 """
 
 
+_PERCENT = ("share", "refund_ratio", "cash_share", "wape", "mape", "bias", "peer_median", "peer_mad")
+
+
 @dataclass(slots=True)
 class Report:
     """Sections in order: each a heading with charts (PNG bytes, caption) and tables."""
@@ -80,10 +83,13 @@ def _cell(column: str, value, currency: str) -> str:
         return "<td></td>"
     if column.endswith("_minor"):
         return f"<td class=n>{major(value, currency):,.2f}</td>"
-    if column in ("share", "refund_ratio", "cash_share"):
+    if column in _PERCENT:
         return f"<td class=n>{value:.1%}</td>"
+    if isinstance(value, bool):
+        return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, float):
-        return f"<td class=n>{value:,.2f}</td>"
+        small = value != 0 and abs(value) < 0.01
+        return f"<td class=n>{value:.2g}</td>" if small else f"<td class=n>{value:,.2f}</td>"
     if isinstance(value, int):
         return f"<td class=n>{value:,}</td>"
     return f"<td>{html.escape(str(value))}</td>"

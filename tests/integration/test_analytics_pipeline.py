@@ -1,4 +1,4 @@
-"""Generated history -> ledger -> incremental Parquet snapshot -> fiscal and retail jobs.
+"""Generated history -> ledger -> incremental Parquet snapshot -> fiscal, retail and integrity jobs.
 
 Runs in a database of its own (other integration tests write ledger rows into the shared one)
 and without Ray. Every figure is checked against sums computed here from the generated
@@ -15,7 +15,9 @@ import asyncpg
 import polars as pl
 import pytest
 
+from jobs import demand as demand_job
 from jobs import fiscal as fiscal_job
+from jobs import integrity as integrity_job
 from jobs import retail as retail_job
 from jobs.snapshot import export_snapshot
 from posray.adapters.pg import apply_schema, create_pool
@@ -231,6 +233,27 @@ class TestJobs:
             assert len(pngs) == charts and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
             page = (reports / job / "report.html").read_text()
             assert page.count("data:image/png;base64,") == charts
+
+    def test_integrity_finds_the_planted_gaps_late_uploads_and_duplicates_of_both_loads(self, pipeline, tmp_path):
+        assert integrity_job.main(["--data-dir", str(tmp_path), "--snapshot", str(pipeline["snapshot"]),
+                                   "--out", str(tmp_path)]) == 0
+        first, second = (summary.anomalies for summary in pipeline["loaded"])
+        gaps = pl.read_parquet(tmp_path / "integrity" / "counter_gaps.parquet")
+        missing = [c for r in gaps.iter_rows(named=True) for c in range(r["first_missing"], r["last_missing"] + 1)]
+        assert set(gaps["terminal_id"]) == {first["counter_gaps"]["terminal_id"]}
+        assert missing == sorted(first["counter_gaps"]["missing_counters"] + second["counter_gaps"]["missing_counters"])
+        late = pl.read_parquet(tmp_path / "integrity" / "late_uploads.parquet")
+        assert set(late["terminal_id"]) == {e["terminal_id"] for e in first["late_uploads"] + second["late_uploads"]}
+        pairs = pl.read_parquet(tmp_path / "integrity" / "duplicates.parquet")
+        planted = first["duplicates"]["terminal_id"]
+        assert {(planted, a, b) for a, b in first["duplicates"]["pairs"] + second["duplicates"]["pairs"]} <= \
+               set(pairs.select("terminal_id", "first_counter", "second_counter").rows())
+
+    def test_the_demand_job_needs_two_full_weeks(self, pipeline, tmp_path, capsys):
+        # 13 days from a Monday: the last full week has no week before it to be forecast from.
+        assert demand_job.main(["--data-dir", str(tmp_path), "--snapshot", str(pipeline["snapshot"]),
+                                "--out", str(tmp_path)]) == 1
+        assert "two full weeks" in capsys.readouterr().err
 
     def test_a_job_without_a_snapshot_says_so(self, tmp_path, capsys):
         assert fiscal_job.main(["--data-dir", str(tmp_path), "--snapshot", str(tmp_path / "none"),
