@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import uuid
@@ -22,6 +23,29 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def private_database(name: str, schema: bool = True):
+    """Create database `name` on the test server (with posray's schema), yield its DSN, drop it."""
+    from posray.adapters.pg import apply_schema
+
+    run(_admin(f'CREATE DATABASE "{name}"'))
+    dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    try:
+        if schema:
+            run(apply_schema(dsn))
+        yield dsn
+    finally:
+        run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -30,22 +54,8 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def pg_dsn(run_id):
     """A fresh database for this test run, dropped afterwards."""
-    name = f"posray_{run_id}"
-
-    async def create():
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    async def drop():
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-    run(create())
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    run(drop())
+    with private_database(f"posray_{run_id}", schema=False) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -7,37 +7,24 @@ database, and HTTP over loopback.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from posray.adapters.keyfile import load_keys
-from posray.adapters.pg import apply_schema
 from posray.embedded import ChildRedis, free_port
 from posray.settings import Settings
 
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import private_database
 
 
 @pytest.fixture(scope="session")
 def cluster_pg_dsn(run_id):
-    name = f"posray_{run_id}_e2e"
-
-    async def admin(sql):
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        await conn.execute(sql)
-        await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(apply_schema(dsn))
-    yield dsn
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with private_database(f"posray_{run_id}_e2e") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,14 @@ from jobs import fiscal as fiscal_job
 from jobs import integrity as integrity_job
 from jobs import retail as retail_job
 from jobs.snapshot import export_snapshot
-from posray.adapters.pg import apply_schema, create_pool
+from posray.adapters.pg import create_pool
 from posray.adapters.pg_audit import PgAuditSource
 from posray.analytics.generator import GeneratorConfig, build_world, load_into_ledger
 from posray.analytics.snapshot import part_files, read_watermark, scan_table
 from posray.domain.note import NoteSigner, NoteVerifier
 from posray.services.audit import audit_shard
 from posray.settings import Settings
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import private_database
 
 FIRST = GeneratorConfig(seed=11, merchants=6, start=date(2026, 3, 2), days=10, documents=2500, shard_count=4)
 SECOND = GeneratorConfig(seed=11, merchants=6, start=date(2026, 3, 12), days=3, documents=700, shard_count=4)
@@ -37,20 +37,8 @@ SETTINGS = Settings(public_base_url="http://posray.test")
 @pytest.fixture(scope="module")
 def analytics_dsn(run_id):
     """A database for this module alone, dropped afterwards."""
-    name = f"posray_{run_id}_analytics"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(apply_schema(dsn))
-    yield dsn
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with private_database(f"posray_{run_id}_analytics") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

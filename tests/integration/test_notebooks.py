@@ -8,22 +8,19 @@ data scientist would run it against `posray analytics snapshot`'s folder.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import date
 from pathlib import Path
 
-import asyncpg
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 from jobs.snapshot import export_snapshot
-from posray.adapters.pg import apply_schema
 from posray.analytics.cli import MERCHANTS_FILE, write_merchants
 from posray.analytics.generator import GeneratorConfig, build_world, load_into_ledger
 from posray.settings import Settings
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import private_database
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ("01_retail_overview", "02_fiscal_and_integrity")
@@ -36,26 +33,12 @@ CELL_TIMEOUT_S = 120
 @pytest.fixture(scope="module")
 def data_dir(run_id, seed_file, tmp_path_factory):
     """A data folder holding the snapshot of a freshly generated ledger and merchants.csv."""
-    name = f"posray_{run_id}_notebooks"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-        asyncio.run(apply_schema(dsn))
+    with private_database(f"posray_{run_id}_notebooks") as dsn:
         load_into_ledger(dsn, seed_file, CONFIG, settings=Settings(public_base_url="http://posray.test"))
         folder = tmp_path_factory.mktemp("data")
         export_snapshot(dsn, folder / "snapshot")
         write_merchants(folder / MERCHANTS_FILE, build_world(CONFIG))
         yield folder
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
