@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -24,18 +23,10 @@ from posray.embedded import free_port
 from posray.settings import Settings
 from posray.simulator import make_document
 from tests.cluster.conftest import wait_until
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, _admin
 
 pytestmark = pytest.mark.cluster
 BIN = Path(sys.executable).parent
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

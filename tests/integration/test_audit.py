@@ -36,7 +36,7 @@ from posray.domain.receipt_proof import verify_receipt_bundle
 from posray.services.lookup import by_code, proof_bundle
 from posray.services.recording import ShardRecorder
 from posray.settings import Settings
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, _admin
 from tests.documents import make_document, submission_of
 from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms
 
@@ -56,14 +56,6 @@ class Recorded:
     verifier: NoteVerifier
     saved_size: int
     saved_note: str
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _record(dsn, redis_url, prefix, keys, settings, signer) -> tuple[int, int]:
