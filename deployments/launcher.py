@@ -170,18 +170,13 @@ def deploy(settings: Settings) -> None:
 def ensure_actors(settings: Settings) -> None:
     """Create the detached IngestShard and LedgerWriter actors (or find them) and wait until they answer."""
     actors = []
-    for index in range(settings.ingest_actors):
-        shards = owned_shards(index, settings.ingest_actors, settings.shard_count)
-        actors.append(IngestShard.options(
-            name=ingest_name(settings.key_prefix, index), namespace=settings.ray_namespace,
-            lifetime="detached", get_if_exists=True,
-        ).remote(settings, shards))
-    for index in range(settings.ledger_actors):
-        shards = owned_shards(index, settings.ledger_actors, settings.shard_count)
-        actors.append(LedgerWriter.options(
-            name=ledger_name(settings.key_prefix, index), namespace=settings.ray_namespace,
-            lifetime="detached", get_if_exists=True,
-        ).remote(settings, shards))
+    kinds = ((IngestShard, settings.ingest_actors, ingest_name), (LedgerWriter, settings.ledger_actors, ledger_name))
+    for actor_class, count, name in kinds:
+        for index in range(count):
+            actors.append(actor_class.options(
+                name=name(settings.key_prefix, index), namespace=settings.ray_namespace,
+                lifetime="detached", get_if_exists=True,
+            ).remote(settings, owned_shards(index, count, settings.shard_count)))
     ray.get([a.ping.remote() for a in actors], timeout=READY_TIMEOUT_S)
 
 

@@ -21,9 +21,8 @@ import polars as pl
 
 from posray.analytics import demand, demand_charts
 from posray.analytics.charts import major, png_bytes
-from posray.analytics.cli import demand_arguments, job_arguments, settings_for
+from posray.analytics.cli import demand_arguments, job_arguments, job_inputs
 from posray.analytics.report import Report
-from posray.analytics.snapshot import restrict, scan_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    settings = settings_for(args)
-    snapshot = Path(args.snapshot or settings.data_dir / "snapshot")
-    out = Path(args.out or settings.data_dir / "reports") / "demand"
-    items = restrict(scan_table(snapshot, "items"), args.since, args.until, args.merchant)
+    inputs = job_inputs(args, "demand")
+    snapshot, out = inputs.snapshot, inputs.out
+    items = inputs.table("items")
     daily = demand.daily_demand(items).collect()
     backtest = demand.backtest(daily.lazy(), args.weeks).collect()
     if backtest.is_empty():

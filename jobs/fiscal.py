@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import polars as pl
 
 from posray.analytics import charts, fiscal
-from posray.analytics.cli import job_arguments, report_arguments, settings_for
+from posray.analytics.cli import job_arguments, report_arguments, job_inputs
 from posray.analytics.report import Report
-from posray.analytics.snapshot import restrict, scan_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,10 +28,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    settings = settings_for(args)
-    snapshot = Path(args.snapshot or settings.data_dir / "snapshot")
-    out = Path(args.out or settings.data_dir / "reports") / "fiscal"
-    documents = restrict(scan_table(snapshot, "documents"), args.since, args.until, args.merchant)
+    inputs = job_inputs(args, "fiscal")
+    snapshot, out = inputs.snapshot, inputs.out
+    documents = inputs.table("documents")
     totals, vat_rates = pl.collect_all([fiscal.totals(documents, args.period), fiscal.vat_by_rate(documents, args.period)])
     if totals.is_empty():
         print(f"fiscal: no documents in {snapshot} for this selection (run the snapshot job first?)", file=sys.stderr)

@@ -22,9 +22,8 @@ import polars as pl
 
 from posray.analytics import integrity, integrity_charts
 from posray.analytics.charts import png_bytes
-from posray.analytics.cli import MERCHANTS_FILE, integrity_arguments, job_arguments, read_merchants, settings_for
+from posray.analytics.cli import MERCHANTS_FILE, integrity_arguments, job_arguments, read_merchants, job_inputs
 from posray.analytics.report import Report
-from posray.analytics.snapshot import restrict, scan_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +34,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    settings = settings_for(args)
-    snapshot = Path(args.snapshot or settings.data_dir / "snapshot")
-    out = Path(args.out or settings.data_dir / "reports") / "integrity"
-    documents = restrict(scan_table(snapshot, "documents"), args.since, args.until, args.merchant)
-    items = restrict(scan_table(snapshot, "items"), args.since, args.until, args.merchant)
+    inputs = job_inputs(args, "integrity")
+    settings, snapshot, out = inputs.settings, inputs.snapshot, inputs.out
+    documents = inputs.table("documents")
+    items = inputs.table("items")
     kinds_path = args.merchant_kinds or settings.data_dir / MERCHANTS_FILE
     kinds = read_merchants(kinds_path) if args.merchant_kinds or kinds_path.exists() else None
     late_after, window = timedelta(hours=args.late_after_h), timedelta(seconds=args.duplicate_window_s)

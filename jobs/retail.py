@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import polars as pl
 
 from posray.analytics import charts, retail
-from posray.analytics.cli import job_arguments, report_arguments, settings_for
+from posray.analytics.cli import job_arguments, report_arguments, job_inputs
 from posray.analytics.report import Report
-from posray.analytics.snapshot import restrict, scan_table
 
 BASKET_BIN_MINOR = 500
 
@@ -32,11 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    settings = settings_for(args)
-    snapshot = Path(args.snapshot or settings.data_dir / "snapshot")
-    out = Path(args.out or settings.data_dir / "reports") / "retail"
-    documents = restrict(scan_table(snapshot, "documents"), args.since, args.until, args.merchant)
-    items = restrict(scan_table(snapshot, "items"), args.since, args.until, args.merchant)
+    inputs = job_inputs(args, "retail")
+    snapshot, out = inputs.snapshot, inputs.out
+    documents = inputs.table("documents")
+    items = inputs.table("items")
     names = ("revenue_by_hour", "revenue_by_day", "revenue_by_weekday", "top_products", "top_categories",
              "basket_sizes", "basket_values", "basket_summary", "stores")
     results = dict(zip(names, pl.collect_all([

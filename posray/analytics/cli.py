@@ -11,6 +11,7 @@ registry has no kind), which the integrity job uses to compare terminals with th
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -110,6 +111,30 @@ def settings_for(args):
     from posray.cli import _settings
 
     return _settings(args)
+
+
+@dataclass(frozen=True, slots=True)
+class JobInputs:
+    """Where a report job reads (the snapshot) and writes (its report folder)."""
+
+    settings: object
+    snapshot: Path
+    out: Path
+    args: argparse.Namespace
+
+    def table(self, name: str):
+        """A lazy scan of one snapshot table, restricted to the job's dates and merchants."""
+        from posray.analytics.snapshot import restrict, scan_table
+
+        a = self.args
+        return restrict(scan_table(self.snapshot, name), a.since, a.until, a.merchant)
+
+
+def job_inputs(args, report: str) -> JobInputs:
+    """The settings, snapshot folder and report folder (…/reports/<report>) of a report job."""
+    settings = settings_for(args)
+    snapshot = Path(args.snapshot or settings.data_dir / "snapshot")
+    return JobInputs(settings, snapshot, Path(args.out or settings.data_dir / "reports") / report, args)
 
 
 def cmd_generate(args) -> int:
