@@ -13,11 +13,12 @@ import os
 import sys
 import time
 from array import array
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from posray.bench import baselines
 from posray.bench.loadgen import LoadPlan, run_load
 from posray.bench.workload import AckRecorder, RequestBuilder
 
@@ -40,6 +41,10 @@ class BenchOptions:
     cache_dir: Path | None = None
     timeout_s: float = 30.0
     drain_timeout_s: float = 300.0
+    baselines: tuple[str, ...] = ()  # names of posray.bench.baselines to measure after the run
+    baselines_only: bool = False
+    keep_noop: bool = False
+    baseline_documents: int = 100_000
 
 
 def add_parser(subparsers) -> None:
@@ -61,6 +66,7 @@ def add_parser(subparsers) -> None:
     add("--cache-dir", type=Path, help="signed documents cache (default DATA_DIR/bench-cache)")
     add("--timeout-s", type=_positive(float), default=30.0, help="an answer later than this is an error")
     add("--drain-timeout-s", type=_positive(float), default=300.0, help="wait this long for the ledger")
+    baselines.add_arguments(add, _positive(int))
     bench.set_defaults(func=cmd_bench)
 
 
@@ -87,12 +93,19 @@ def cmd_bench(args) -> int:
         return 2
     names = BenchOptions.__dataclass_fields__
     options = BenchOptions(**{k: v for k, v in vars(args).items() if k in names})
+    if options.baselines_only and not options.baselines:
+        options = replace(options, baselines=baselines.ALL)
     try:
-        report = asyncio.run(run_bench(settings, options))
+        run = baselines.run_baselines_only if options.baselines_only else run_bench
+        report = asyncio.run(run(settings, options))
     except (KeyFileError, PosrayError, ValueError) as e:
         print(f"posray bench: {e}", file=sys.stderr)
         return 2
-    return 0 if report["result"]["errors_total"] == 0 and (report["exactly_once"] or {}).get("passed") else 1
+    measured = all("error" not in b for b in (report.get("baselines") or {}).values() if isinstance(b, dict))
+    if options.baselines_only:
+        return 0 if measured else 1
+    passed = report["result"]["errors_total"] == 0 and (report["exactly_once"] or {}).get("passed")
+    return 0 if passed and measured else 1
 
 
 async def run_bench(settings, options: BenchOptions, say=print) -> dict:
@@ -108,12 +121,12 @@ async def run_bench(settings, options: BenchOptions, say=print) -> dict:
     pool = await create_pool(settings.pg_dsn, size_max=2)
     monitor = ledger.LedgerMonitor(settings.redis_url, settings.key_prefix, settings.shard_count)
     try:
-        series, first, context = await _prepare(pool, master, target, options, cache_dir, say)
+        series, first, context = await prepare(pool, master, target, options, cache_dir, say)
         builder = RequestBuilder(series, url.netloc, first, options.batch_size)
         if builder.request_count < 1:
             raise ValueError("no unused documents left in the series: raise --documents")
         context["load_average_before"] = os.getloadavg()
-        load, acks, doc_errors, samples, (start, wall_start_ms) = await _drive(
+        load, acks, doc_errors, samples, (start, wall_start_ms) = await drive(
             options, builder, url.hostname, url.port or 80, monitor, say)
         sent_to = first + (load.last_index + 1) * options.batch_size
         workload.save_cursor(cache_dir, target, master, series, sent_to)
@@ -131,14 +144,23 @@ async def run_bench(settings, options: BenchOptions, say=print) -> dict:
         await pool.close()
     context.update(wall_start_ms=wall_start_ms, load_average_after=os.getloadavg(),
                    documents_sent_to=sent_to)
-    params = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
-              "url": url.geturl(), "shard_count": settings.shard_count}
-    report = reports.build_report(params, load, doc_errors, samples, recorded, context)
-    _write(report, options, say)
+    report = reports.build_report(params_of(options, settings), load, doc_errors, samples, recorded, context)
+    if options.baselines:
+        report["baselines"] = await baselines.measure(
+            settings, options, series, first, report["result"]["accepted_docs_per_s"], say)
+    write_files(report, options, say)
     return report
 
 
-async def _prepare(pool, master, target, options: BenchOptions, cache_dir: Path, say):
+def params_of(options: BenchOptions, settings) -> dict:
+    """The report's `params`: the options as JSON values, the URL and the shard count."""
+    url = options.url or f"http://{settings.http_host}:{settings.http_port}"
+    return {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+            "url": url, "shard_count": settings.shard_count}
+
+
+async def prepare(pool, master, target, options: BenchOptions, cache_dir: Path, say):
+    """(series, first unused document, context) of this run; signs and imports terminals as needed."""
     from posray.bench import workload
 
     series, first, must_import = await workload.choose_series(
@@ -160,8 +182,13 @@ async def _prepare(pool, master, target, options: BenchOptions, cache_dir: Path,
     return series, first, context
 
 
-async def _drive(options: BenchOptions, builder: RequestBuilder, host: str, port: int, monitor, say):
-    """Run the load in worker processes; sample the backlog and print progress every second."""
+async def drive(options: BenchOptions, builder: RequestBuilder, host: str, port: int, monitor, say,
+                recorder=AckRecorder):
+    """Run the load in worker processes; sample the backlog and print progress every second.
+
+    Args:
+        recorder: the class of each worker's on_response, built as recorder(first_doc, batch_size).
+    """
     from posray.bench.report import merge
 
     ctx = get_context("spawn")
@@ -175,7 +202,7 @@ async def _drive(options: BenchOptions, builder: RequestBuilder, host: str, port
                         options.timeout_s)
         here, there = ctx.Pipe()
         proc = ctx.Process(target=_worker, name=f"posray-bench-{w}", daemon=True,
-                           args=(there, progress, w, plan, builder, (w, builder.request_count, count)))
+                           args=(there, progress, w, plan, builder, (w, builder.request_count, count), recorder))
         proc.start()
         there.close()
         workers.append((proc, here))
@@ -231,10 +258,11 @@ async def _receive(proc, pipe, timeout_s: float):
     return pipe.recv()
 
 
-def _worker(pipe, progress, slot: int, plan: LoadPlan, builder: RequestBuilder, span: tuple) -> None:
+def _worker(pipe, progress, slot: int, plan: LoadPlan, builder: RequestBuilder, span: tuple,
+            recorder_class=AckRecorder) -> None:
     """One load generator process: connect, wait for the common start, run, send results back."""
     builder.open()
-    recorder = AckRecorder(builder.first_doc, builder.batch_size)
+    recorder = recorder_class(builder.first_doc, builder.batch_size)
 
     async def ready() -> float:
         pipe.send("ready")
@@ -253,16 +281,27 @@ def _worker(pipe, progress, slot: int, plan: LoadPlan, builder: RequestBuilder, 
     pipe.send((result, recorder.acks(), recorder.doc_errors))
 
 
-def _write(report: dict, options: BenchOptions, say) -> None:
-    from posray.bench.report import write_chart, write_json
+def write_files(report: dict, options: BenchOptions, say) -> None:
+    """Write the JSON, the run's chart and the baselines' bar chart; print the summary."""
+    from posray.bench.report import baseline_lines, write_baseline_chart, write_chart, write_json
 
-    mode = f"rate{int(options.rate)}" if options.rate else "closed"
+    mode = "baselines" if "result" not in report else f"rate{int(options.rate)}" if options.rate else "closed"
     stem = f"bench-{time.strftime('%Y%m%d-%H%M%S')}-b{options.batch_size}-c{options.connections}-{mode}"
-    json_path = options.out_dir / f"{stem}.json"
-    png_path = options.out_dir / f"{stem}.png"
-    report["files"] = {"json": str(json_path), "png": str(png_path)}
-    write_chart(report, png_path)
-    write_json(report, json_path)
+    files = report["files"] = {"json": str(options.out_dir / f"{stem}.json")}
+    if "result" in report:
+        files["png"] = str(write_chart(report, options.out_dir / f"{stem}.png"))
+        _say_result(report, say)
+    if report.get("baselines"):
+        name = f"{stem}-baselines.png" if "result" in report else f"{stem}.png"
+        chart = write_baseline_chart(report["baselines"], options.out_dir / name)
+        files["baselines_png"] = str(chart)
+        for line in baseline_lines(report["baselines"]):
+            say(line)
+    write_json(report, options.out_dir / f"{stem}.json")
+    say(f"wrote {', '.join(files.values())}")
+
+
+def _say_result(report: dict, say) -> None:
     r, led, check = report["result"], report["ledger"], report["exactly_once"]
     lat = r["latency_ms"]
     say(f"accepted {r['documents_accepted']:,} documents in {r['duration_s']} s: "
@@ -278,4 +317,3 @@ def _write(report: dict, options: BenchOptions, say) -> None:
     say(f"exactly once: {'PASSED' if check['passed'] else 'FAILED'} ({check['acknowledged']:,} acknowledged, "
         f"{check['recorded']:,} recorded, missing {check['missing']}, twice {check['recorded_twice']}, "
         f"unexpected {check['unexpected']}){' ' + str(check['examples']) if check['examples'] else ''}")
-    say(f"wrote {json_path} and {png_path}")

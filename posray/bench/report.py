@@ -46,13 +46,30 @@ def build_report(params: dict, load: LoadResult, doc_errors: collections.Counter
         recorded: the exactly-once check (posray.bench.ledger.Recorded), or None if skipped.
         context: run facts (series, first document, wall-clock start in ms, load averages ...).
     """
+    result = load_summary(load, doc_errors)
+    during = [b for t, b, _ in samples if t < load.elapsed_s + 1]  # sampled at each second's end
+    ledger = {
+        "backlog_max_during_run": max(during, default=0),
+        "backlog_at_end_of_run": during[-1] if during else None,
+        "drained": bool(samples) and samples[-1][1] == 0,
+        "drained_s_after_run": _r(samples[-1][0] - load.elapsed_s) if samples else None,
+        "ack_to_recorded_ms": percentiles_ms(recorded.lag_ms / 1000) if recorded is not None else None,
+    }
+    check = None if recorded is None else {
+        "passed": recorded.exactly_once, **recorded.counts, "examples": recorded.examples}
+    return {"params": params, "context": context, "result": result, "ledger": ledger,
+            "exactly_once": check,
+            "timeline": timeline(load, samples, recorded, context["wall_start_ms"])}
+
+
+def load_summary(load: LoadResult, doc_errors: collections.Counter) -> dict:
+    """Rates, latency percentiles (answers with status 200) and errors of one load run."""
     status = np.frombuffer(load.status, dtype=np.uint16) if load.status else np.zeros(0, np.uint16)
     latency = np.frombuffer(load.latency_s, dtype=np.float64) if load.latency_s else np.zeros(0)
     accepted = int(sum(load.accepted))
     elapsed = max(load.elapsed_s, 1e-9)
     errors = collections.Counter(load.errors) + doc_errors
-    during = [b for t, b, _ in samples if t < load.elapsed_s + 1]  # sampled at each second's end
-    result = {
+    return {
         "duration_s": _r(load.elapsed_s),
         "requests_sent": load.sent,
         "requests_answered_200": int((status == 200).sum()),
@@ -67,18 +84,6 @@ def build_report(params: dict, load: LoadResult, doc_errors: collections.Counter
         "documents_ran_out": load.exhausted,
         "connections_opened": load.connects,
     }
-    ledger = {
-        "backlog_max_during_run": max(during, default=0),
-        "backlog_at_end_of_run": during[-1] if during else None,
-        "drained": bool(samples) and samples[-1][1] == 0,
-        "drained_s_after_run": _r(samples[-1][0] - load.elapsed_s) if samples else None,
-        "ack_to_recorded_ms": percentiles_ms(recorded.lag_ms / 1000) if recorded is not None else None,
-    }
-    check = None if recorded is None else {
-        "passed": recorded.exactly_once, **recorded.counts, "examples": recorded.examples}
-    return {"params": params, "context": context, "result": result, "ledger": ledger,
-            "exactly_once": check,
-            "timeline": timeline(load, samples, recorded, context["wall_start_ms"])}
 
 
 def timeline(load: LoadResult, samples, recorded, wall_start_ms: int) -> list[dict]:
@@ -151,6 +156,80 @@ def write_chart(report: dict, path: Path) -> Path:
     bottom.legend(loc="upper left")
     for axis in (top, middle, bottom):
         axis.axvline(report["result"]["duration_s"], color="grey", linestyle="--", linewidth=0.8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- baselines (posray.bench.baselines) ------------------------------------------------------
+
+BASELINE_LABELS = {
+    "noop_serve": "no-op Serve app, same ingress",
+    "naive_peer": "naive peer (Starlette + asyncpg)",
+    "redis_xadd": "raw Redis XADD, pipelined",
+    "pg_copy": "raw PostgreSQL COPY",
+}
+
+
+def ratio(posray_docs_per_s: float | None, baseline_docs_per_s: float | None) -> float | None:
+    """posray's rate as a fraction of a baseline's (None when either is unknown or zero)."""
+    if not posray_docs_per_s or not baseline_docs_per_s:
+        return None
+    return round(posray_docs_per_s / baseline_docs_per_s, 4)
+
+
+def baselines_block(posray_docs_per_s: float | None, blocks: dict[str, dict]) -> dict:
+    """The report's `baselines`: posray's rate, then each baseline's block with its `ratio`."""
+    out: dict = {"posray_docs_per_s": posray_docs_per_s,
+                 "ratio_is": "posray_docs_per_s / baseline docs_per_s"}
+    for name, block in blocks.items():
+        out[name] = {**block, "ratio": ratio(posray_docs_per_s, block.get("docs_per_s"))}
+    return out
+
+
+def baseline_lines(baselines: dict) -> list[str]:
+    """The console summary of the baselines, one line each."""
+    posray = baselines.get("posray_docs_per_s")
+    lines = [f"baselines (posray {posray:,.0f} docs/s):" if posray else "baselines:"]
+    for name, label in BASELINE_LABELS.items():
+        block = baselines.get(name)
+        if block is None:
+            continue
+        if "error" in block:
+            lines.append(f"  {label}: FAILED ({block['error']})")
+            continue
+        lat = block.get("latency_ms") or block.get("round_trip_ms") or {}
+        latency = f"  p50 {lat.get('p50')} ms  p99 {lat.get('p99')} ms" if lat else ""
+        share = f"  posray/baseline {block['ratio']:.3f}" if block.get("ratio") is not None else ""
+        lines.append(f"  {label} ({block.get('setup', '')}): {block['docs_per_s']:,.0f} docs/s"
+                     f"{latency}{share}")
+    return lines
+
+
+def write_baseline_chart(baselines: dict, path: Path) -> Path:
+    """A bar chart (log scale) of posray's rate next to each baseline's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [("posray", baselines.get("posray_docs_per_s"), "tab:green")]
+    bars += [(BASELINE_LABELS[name], baselines[name].get("docs_per_s"), "tab:blue")
+             for name in BASELINE_LABELS if name in baselines]
+    bars = [(label, rate, color) for label, rate, color in bars if rate]
+    fig, axis = plt.subplots(figsize=(9, 1.0 + 0.6 * max(len(bars), 1)))
+    axis.barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
+    for y, (_, rate, _) in enumerate(bars):
+        axis.annotate(f" {rate:,.0f}", (rate, y), va="center", fontsize=8)
+    axis.set_xscale("log")
+    if bars:
+        axis.set_xlim(right=max(b[1] for b in bars) * 4)  # room for the last label
+    axis.invert_yaxis()
+    axis.set_xlabel("documents/s (log scale)")
+    axis.set_title("posray against its baselines (same run, same documents)")
+    axis.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
