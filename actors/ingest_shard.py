@@ -1,11 +1,13 @@
 """IngestShard: a Ray actor holding Redis connections for its logical shards.
 
-A thin shell around posray.services.capture.append_batch; one call carries many documents.
+A thin shell around posray.services.capture.capture_owned: one call carries many documents of
+any of its shards (one Redis call per shard).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 
@@ -17,7 +19,7 @@ from posray.adapters.pg import create_pool
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.domain.errors import Unavailable
-from posray.services.capture import append_batch
+from posray.services.capture import capture_owned
 from posray.settings import Settings
 
 log = logging.getLogger("posray.ingest")
@@ -53,12 +55,12 @@ class IngestShard:
         finally:
             await pool.close()
 
-    async def append(self, shard: int, submissions: list) -> list:
-        if shard not in self._shards:
-            raise Unavailable(f"shard {shard} is not owned by this actor")
+    async def append(self, submissions: list[tuple]) -> list:
+        """Capture submissions (as tuples, cheap to pickle) of any owned shards; one result each."""
         await self._ensure_ready()
-        self._metrics.call(shard, len(submissions))
-        return await append_batch(self._capture, self._keys, shard, submissions)
+        for shard, documents in collections.Counter(fields[2] for fields in submissions).items():
+            self._metrics.call(shard, documents)
+        return await capture_owned(self._capture, self._keys, self._shards, submissions)
 
     async def _ensure_ready(self) -> None:
         try:

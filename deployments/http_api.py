@@ -15,7 +15,6 @@ Routes:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import logging
@@ -40,7 +39,7 @@ from posray.domain.errors import (
 from posray.domain.keys import OperatorKeys
 from posray.domain.note import NoteSigner
 from posray.services import lookup, proofs, terminals as terminal_service
-from posray.services.batcher import ShardBatcher
+from posray.services.batcher import IngestBatcher
 from posray.services.capture import Accepted
 from posray.services.health import Readiness
 from posray.services.intake import Intake
@@ -74,7 +73,7 @@ class Backend:
     settings: Settings
     keys: OperatorKeys
     intake: Intake
-    batcher: ShardBatcher
+    batcher: IngestBatcher
     ledger: PgLedger
     capture: RedisCapture
     terminals: PgTerminals
@@ -203,24 +202,11 @@ class PosrayApi:
         return 200, orjson.dumps({"results": out}), JSON
 
     async def _accept(self, backend: Backend, documents: list) -> list:
-        checked = await backend.intake.check(documents)
-        by_shard: dict[int, list[int]] = {}
-        for i, c in enumerate(checked):
-            if not isinstance(c, PosrayError):
-                by_shard.setdefault(c.shard, []).append(i)
-        results: list = list(checked)
-        futures = []
-        for shard, indexes in by_shard.items():
-            try:
-                fs = backend.batcher.submit_many(shard, [checked[i] for i in indexes])
-            except PosrayError as e:
-                for i in indexes:
-                    results[i] = e
-                continue
-            futures.extend(zip(indexes, fs))
-        if futures:
-            done = await asyncio.gather(*(f for _, f in futures))
-            for (i, _), result in zip(futures, done):
+        results = await backend.intake.check(documents)
+        valid = [i for i, r in enumerate(results) if not isinstance(r, PosrayError)]
+        if valid:
+            captured = await backend.batcher.submit([results[i] for i in valid])
+            for i, result in zip(valid, captured):
                 results[i] = result
         return results
 

@@ -23,7 +23,8 @@ from posray.adapters.redis_capture import RedisCapture, connect
 from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.errors import Unavailable
 from posray.domain.transaction import Rules
-from posray.services.batcher import ShardBatcher
+from posray.services.batcher import IngestBatcher
+from posray.services.capture import Accepted
 from posray.services.health import ReadinessCheck
 from posray.services.intake import Intake
 from posray.services.terminals import TerminalDirectory
@@ -69,7 +70,8 @@ class ReplicaBackend:
         rules = Rules(frozenset(s.vat_rates_bp), s.future_skew_s, s.upload_window_s)
         client = connect(s.redis_url)
         capture = RedisCapture(client, s.key_prefix, s.idempotency_ttl_s, s.stream_backlog_max)
-        batcher = ShardBatcher(self._send, s.shard_batch_max, s.shard_batch_wait_ms, s.shard_queue_max)
+        batcher = IngestBatcher(self._send, lambda sub: owner_of(sub.shard, s.ingest_actors), s.shard_batch_max,
+                                s.shard_batch_wait_ms, s.shard_queue_max, s.shard_calls_in_flight_max)
         ledger, stream = PgLedger(pool), RedisShardStream(client, s.key_prefix)
         shards = list(range(s.shard_count))
         readiness = ReadinessCheck(stream.ping, ledger.ping, lambda: stream.backlogs(shards),
@@ -118,8 +120,8 @@ class ReplicaBackend:
             except Exception as e:  # PostgreSQL away: keep serving from the cache, retry
                 log.warning("terminal directory refresh failed: %s", type(e).__name__)
 
-    async def _send(self, shard: int, submissions: list) -> list:
-        index = owner_of(shard, self._settings.ingest_actors)
+    async def _send(self, index: int, submissions: list) -> list:
+        """One call to IngestShard `index`: submissions go as tuples, results come back as tuples."""
         actor = self._actors.get(index)
         if actor is None:
             try:
@@ -129,14 +131,15 @@ class ReplicaBackend:
                 raise Unavailable(f"ingest actor {index} is not running") from None
             self._actors[index] = actor
         try:
-            return await asyncio.wait_for(
-                actor.append.remote(shard, submissions), self._settings.actor_call_timeout_s
+            results = await asyncio.wait_for(
+                actor.append.remote([tuple(s) for s in submissions]), self._settings.actor_call_timeout_s
             )
         except asyncio.TimeoutError:
-            raise Unavailable(f"shard {shard} did not answer in time") from None
+            raise Unavailable(f"ingest actor {index} did not answer in time") from None
         except ray.exceptions.RayActorError:
             self._actors.pop(index, None)
-            raise Unavailable(f"shard {shard} is restarting") from None
+            raise Unavailable(f"ingest actor {index} is restarting") from None
+        return [Accepted(*r) if isinstance(r, tuple) else r for r in results]
 
 
 def build_app(settings: Settings):

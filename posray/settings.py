@@ -50,7 +50,8 @@ class Settings:
     ingest_actors: int = 2
     ledger_actors: int = 2
     shard_batch_max: int = 1000
-    shard_batch_wait_ms: float = 2.0
+    shard_batch_wait_ms: float = 0.0  # linger for a fuller batch; 0: only while calls are busy
+    shard_calls_in_flight_max: int = 2  # per replica and IngestShard actor
     shard_queue_max: int = 20000
     actor_call_timeout_s: float = 10.0
     stream_backlog_max: int = 2_000_000

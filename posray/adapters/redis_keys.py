@@ -15,6 +15,11 @@ def stream_key(prefix: str, shard: int) -> str:
     return f"{shard_tag(prefix, shard)}:stream"
 
 
+def recorded_key(prefix: str, shard: int) -> str:
+    """The ledger's recorded height as last told to Redis (for the backlog bound)."""
+    return f"{shard_tag(prefix, shard)}:recorded"
+
+
 def idem_key(prefix: str, shard: int, terminal_id: str, counter: int) -> str:
     return f"{shard_tag(prefix, shard)}:idem:{terminal_id}:{counter}"
 

@@ -1,7 +1,9 @@
 """Ledger side of the shard streams: consumer-group reads, acknowledgement and trimming.
 
-Entries are read through one consumer group with a stable consumer name per shard, so after
-a crash the same writer finds its pending (delivered, unacknowledged) entries first.
+Each stream entry holds the new documents of one capture call (see capture.lua). Entries are
+read through one consumer group with a stable consumer name per shard, so after a crash the
+same writer finds its pending (delivered, unacknowledged) entries first. The backlog of a
+shard is its captured height minus the recorded height the ledger last reported.
 """
 
 from __future__ import annotations
@@ -11,19 +13,43 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from posray.adapters.redis_keys import LEDGER_GROUP, seq_key, stream_key
+from posray.adapters.redis_keys import LEDGER_GROUP, recorded_key, seq_key, stream_key
 from posray.domain.errors import Unavailable
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEntry:
-    """One captured document as the ledger reads it; `seq` is its identity, not `entry_id`."""
+class Captured:
+    """One captured document as the ledger records it; `seq` is its identity."""
 
-    entry_id: bytes
     seq: int
     accepted_at_ms: int
-    document_hash: bytes
     canonical: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One capture call's new documents: sequences first_seq, first_seq + 1, ..."""
+
+    entry_id: bytes
+    first_seq: int
+    accepted_at_ms: int
+    documents: tuple[bytes, ...]
+
+    def captured(self) -> list[Captured]:
+        return [Captured(self.first_seq + i, self.accepted_at_ms, d) for i, d in enumerate(self.documents)]
+
+
+# KEYS: stream, recorded height; ARGV[1]: the recorded height; ARGV[2..]: entry ids.
+_ACK_SCRIPT = """
+local ids = {unpack(ARGV, 2)}
+if #ids > 0 then
+  redis.call('XACK', KEYS[1], 'ledger', unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+local r = tonumber(redis.call('GET', KEYS[2]) or '0')
+if r < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1]) end
+return 1
+"""
 
 
 class RedisShardStream:
@@ -46,14 +72,16 @@ class RedisShardStream:
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 
-    async def read(self, shard: int, count: int, block_ms: int | None, pending: bool) -> list[StreamEntry]:
+    async def read(self, shard: int, count: int, block_ms: int | None, pending: bool,
+                   after: bytes | None = None) -> list[StreamEntry]:
         """Read up to `count` entries: this consumer's pending ones, or new ones.
 
         Args:
             pending: True to re-read entries delivered before but not acknowledged.
             block_ms: how long to wait for new entries (ignored for pending reads).
+            after: pending reads continue after this entry id.
         """
-        start = "0" if pending else ">"
+        start = (after or "0") if pending else ">"
         try:
             reply = await self._client.xreadgroup(
                 LEDGER_GROUP,
@@ -73,36 +101,39 @@ class RedisShardStream:
             return []
         return [_entry(entry_id, fields) for entry_id, fields in reply[0][1] if fields]
 
-    async def acknowledge(self, shard: int, entry_ids: list[bytes]) -> None:
-        """Acknowledge and delete recorded entries in one round trip."""
-        if not entry_ids:
-            return
-        key = stream_key(self._prefix, shard)
+    async def acknowledge(self, shard: int, entry_ids: list[bytes], recorded_height: int) -> None:
+        """Acknowledge and delete recorded entries and report the recorded height, atomically."""
+        await self._acknowledge(shard, entry_ids, recorded_height)
+
+    async def report_recorded(self, shard: int, recorded_height: int) -> None:
+        """Raise the recorded height Redis knows (after a restart, or a Redis that lost it)."""
+        await self._acknowledge(shard, [], recorded_height)
+
+    async def _acknowledge(self, shard: int, entry_ids: list[bytes], recorded_height: int) -> None:
+        keys = (stream_key(self._prefix, shard), recorded_key(self._prefix, shard))
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xack(key, LEDGER_GROUP, *entry_ids)
-                pipe.xdel(key, *entry_ids)
-                await pipe.execute()
+            await self._client.eval(_ACK_SCRIPT, 2, *keys, recorded_height, *entry_ids)
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 
     async def backlog(self, shard: int) -> int:
         """Documents captured in this shard and not yet recorded."""
-        try:
-            return int(await self._client.xlen(stream_key(self._prefix, shard)))
-        except (RedisError, OSError) as e:
-            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+        return (await self.backlogs([shard]))[shard]
 
     async def backlogs(self, shards: list[int]) -> dict[int, int]:
-        """Documents not yet recorded, per shard, in one round trip."""
+        """Documents captured and not yet recorded, per shard, in one round trip."""
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for shard in shards:
-                    pipe.xlen(stream_key(self._prefix, shard))
-                lengths = await pipe.execute()
+                    pipe.get(seq_key(self._prefix, shard))
+                    pipe.get(recorded_key(self._prefix, shard))
+                values = await pipe.execute()
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
-        return {shard: int(n) for shard, n in zip(shards, lengths)}
+        return {
+            shard: max(0, int(values[2 * i] or 0) - int(values[2 * i + 1] or 0))
+            for i, shard in enumerate(shards)
+        }
 
     async def oldest_accepted_ms(self, shard: int) -> int | None:
         """When the oldest unrecorded document of `shard` was acknowledged (None: none left).
@@ -136,8 +167,7 @@ class RedisShardStream:
 def _entry(entry_id: bytes, fields: dict) -> StreamEntry:
     return StreamEntry(
         entry_id=entry_id,
-        seq=int(fields[b"s"]),
+        first_seq=int(fields[b"s"]),
         accepted_at_ms=int(fields[b"t"]),
-        document_hash=bytes.fromhex(fields[b"h"].decode()),
-        canonical=fields[b"d"],
+        documents=tuple(fields[b"d"].split(b"\n")),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from posray.adapters.redis_capture import connect
-from posray.adapters.redis_keys import seq_key, stream_key
+from posray.adapters.redis_keys import recorded_key, seq_key
 from posray.bench.workload import Series, place, terminal_id
 
 EXAMPLES_MAX = 5
@@ -26,10 +26,12 @@ class LedgerMonitor:
         """(documents in the streams, documents ever captured) over all shards."""
         async with self._client.pipeline(transaction=False) as pipe:
             for shard in self._shards:
-                pipe.xlen(stream_key(self._prefix, shard))
                 pipe.get(seq_key(self._prefix, shard))
+                pipe.get(recorded_key(self._prefix, shard))
             values = await pipe.execute()
-        return sum(int(v) for v in values[0::2]), sum(int(v or 0) for v in values[1::2])
+        captured = [int(v or 0) for v in values[0::2]]
+        recorded = [int(v or 0) for v in values[1::2]]
+        return sum(max(0, c - r) for c, r in zip(captured, recorded)), sum(captured)
 
     async def wait_drained(self, timeout_s: float, on_sample) -> bool:
         """Sample once a second until every stream is empty; False on timeout."""

@@ -15,6 +15,7 @@ and the usual misreadings I/L -> 1 and O -> 0.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -47,14 +48,29 @@ class CodeKey:
 
 
 _ROUND_LABELS = tuple(b"posray-code-round" + bytes([r]) for r in range(_ROUNDS))
+_TAG_LABEL = b"posray-code-tag"
 # RFC 4648 base32 digits → Crockford digits, to encode with the C base32 encoder.
 _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
 # One Horner step of the check character: _STEP[t] = t·α reduced modulo x^5 + x^2 + 1.
 _STEP = tuple((t << 1) ^ (_GF32_POLY if t & 16 else 0) for t in range(32))
 
 
+@functools.lru_cache(maxsize=16)
+def _keyed_states(secret: bytes) -> dict[bytes, "hashlib._Hash"]:
+    """Per label, BLAKE2b keyed with `secret` that has absorbed the label: copying one is
+    several times cheaper than keying a new hash (the key costs a whole compression)."""
+    states = {}
+    for label in (*_ROUND_LABELS, _TAG_LABEL):
+        state = hashlib.blake2b(key=secret, digest_size=8)
+        state.update(label)
+        states[label] = state
+    return states
+
+
 def _prf(key: CodeKey, label: bytes, value: int, bits: int) -> int:
-    digest = hashlib.blake2b(label + value.to_bytes(8, "big"), key=key.secret, digest_size=8)
+    # Equal to blake2b(label + value, key=secret, digest_size=8): hashing is incremental.
+    digest = _keyed_states(key.secret)[label].copy()
+    digest.update(value.to_bytes(8, "big"))
     return int.from_bytes(digest.digest(), "big") >> (64 - bits)
 
 
@@ -71,7 +87,7 @@ def _permute(key: CodeKey, block: int, inverse: bool = False) -> int:
 
 
 def _tag(key: CodeKey, block: int) -> int:
-    return _prf(key, b"posray-code-tag", block, TAG_BITS)
+    return _prf(key, _TAG_LABEL, block, TAG_BITS)
 
 
 def _check_char(body: str) -> str:

@@ -10,6 +10,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from posray.domain.canonical import canonical_wire_document
 from posray.domain.errors import InvalidDocument
@@ -27,9 +28,12 @@ class Rules:
     max_age_s: int = 30 * 86400
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """A validated, authenticated document on its way to its shard."""
+class Submission(NamedTuple):
+    """A validated, authenticated document on its way to its shard.
+
+    A NamedTuple rather than a dataclass: lists of them cross a Ray call on every batch, and
+    a tuple pickles about twenty times cheaper.
+    """
 
     terminal_id: str
     counter: int

@@ -30,7 +30,6 @@ from posray.domain.codes import CodeKey
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.keys import terminal_key
 from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
-from posray.domain.transaction import document_hash
 from posray.services.recording import ShardRecorder, Sign
 from posray.settings import Settings
 
@@ -164,7 +163,10 @@ class _NoStream:
     async def ensure_group(self, shard: int) -> None:
         return None
 
-    async def acknowledge(self, shard: int, entry_ids: list[bytes]) -> None:
+    async def acknowledge(self, shard: int, entry_ids: list[bytes], recorded_height: int) -> None:
+        return None
+
+    async def report_recorded(self, shard: int, recorded_height: int) -> None:
         return None
 
 
@@ -198,8 +200,8 @@ class _BatchWriter:
         if batch and accepted.accepted_at_ms // 86_400_000 != batch[-1].accepted_at_ms // 86_400_000:
             await self._flush(accepted.shard)
             batch = self._open[accepted.shard]
-        batch.append(StreamEntry(b"%d" % accepted.seq, accepted.seq, accepted.accepted_at_ms,
-                                 document_hash(accepted.canonical), accepted.canonical))
+        batch.append(StreamEntry(b"%d-0" % accepted.seq, accepted.seq, accepted.accepted_at_ms,
+                                 (accepted.canonical,)))
         if len(batch) >= self._batch_max:
             await self._flush(accepted.shard)
 

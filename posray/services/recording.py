@@ -15,7 +15,7 @@ from typing import Callable
 import orjson
 
 from posray.adapters.pg_ledger import EntryRow, PgLedger
-from posray.adapters.redis_stream import RedisShardStream, StreamEntry
+from posray.adapters.redis_stream import Captured, RedisShardStream, StreamEntry
 from posray.domain import tlog
 from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, seal_batch
 from posray.domain.codes import CodeKey, make_code
@@ -24,6 +24,8 @@ from posray.domain.transaction import issued_at_ms
 from posray.services.health import checkpoint_age_s
 
 log = logging.getLogger(__name__)
+# Entries per XREADGROUP: each holds up to one capture call's documents (<= 1,000).
+ENTRIES_PER_READ_MAX = 64
 # (tree size, root hash, extension lines) -> signed checkpoint note
 Sign = Callable[[int, bytes, tuple[str, ...]], str]
 
@@ -78,6 +80,8 @@ class ShardRecorder:
         """
         await self._stream.ensure_group(self.shard)
         self._head = await self._ledger.head(self.shard)
+        # Tell Redis what is recorded (a new Redis, or an ack lost in a crash): the backlog bound.
+        await self._stream.report_recorded(self.shard, self._head.last_seq)
         self._checkpointed, self._checkpointed_ms = (
             await self._ledger.latest_checkpoints([self.shard])
         ).get(self.shard, (0, None))
@@ -117,63 +121,70 @@ class ShardRecorder:
         return checkpoint_age_s(size, self._checkpointed, self._checkpointed_ms, now_ms)
 
     async def _read(self) -> list[StreamEntry]:
+        """Entries holding about `batch_max` documents: more only while they seem to fit.
+
+        A batch exceeds `batch_max` only when an entry is bigger than the average of the
+        entries read before it (an entry holds at most one capture call, <= 1,000 documents).
+        """
         if self._pending:
-            entries = await self._stream.read(self.shard, self._batch_max, None, pending=True)
+            entries = await self._stream.read(self.shard, 1, None, pending=True)
             if entries:
-                return entries
+                return await self._more(entries, True, time.monotonic())
             self._pending = False
-        deadline = time.monotonic() + self._wait_ms / 1000
-        entries = await self._stream.read(self.shard, self._batch_max, self._wait_ms, pending=False)
-        while entries and len(entries) < self._batch_max:
+        entries = await self._stream.read(self.shard, 1, self._wait_ms, pending=False)
+        return await self._more(entries, False, time.monotonic() + self._wait_ms / 1000)
+
+    async def _more(self, entries: list[StreamEntry], pending: bool, deadline: float) -> list[StreamEntry]:
+        documents = sum(len(e.documents) for e in entries)
+        while entries:
+            count = min(ENTRIES_PER_READ_MAX, (self._batch_max - documents) // (documents // len(entries)))
             left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
+            if count <= 0 or (left_ms <= 0 and not pending):
                 break
-            more = await self._stream.read(
-                self.shard, self._batch_max - len(entries), left_ms, pending=False
-            )
+            more = await self._stream.read(self.shard, count, max(1, left_ms), pending, entries[-1].entry_id)
             if not more:
                 break
             entries.extend(more)
+            documents += sum(len(e.documents) for e in more)
         return entries
 
     async def record(self, entries: list[StreamEntry]) -> int:
-        """Record `entries` (stream order) as one batch; acknowledge them afterwards.
+        """Record the documents of `entries` as one batch; acknowledge the entries afterwards.
 
         Raises:
-            LedgerCorrupted: the entries do not continue the chain without a gap.
+            LedgerCorrupted: the documents do not continue the chain without a gap.
         """
         head = self._head
-        done = [e for e in entries if e.seq <= head.last_seq]
-        fresh = sorted((e for e in entries if e.seq > head.last_seq), key=lambda e: e.seq)
-        for expected, entry in enumerate(fresh, start=head.last_seq + 1):
-            if entry.seq != expected:
+        captured = [c for e in entries for c in e.captured()]
+        fresh = sorted((c for c in captured if c.seq > head.last_seq), key=lambda c: c.seq)
+        for expected, doc in enumerate(fresh, start=head.last_seq + 1):
+            if doc.seq != expected:
                 raise LedgerCorrupted(
                     f"shard {self.shard}: sequence {expected} is missing from the stream "
-                    f"(next captured is {entry.seq}); recording stops here"
+                    f"(next captured is {doc.seq}); recording stops here"
                 )
         if fresh:
-            rows = [self._row(e) for e in fresh]
-            header, leaves = seal_batch(
-                head, fresh[0].seq, [r.record for r in rows], int(time.time() * 1000)
-            )
-            old_size = head.last_seq
-            older = await self._ledger.stored_hashes(
-                self.shard, tlog.append_keys(old_size, old_size + len(leaves))
-            )
-            nodes = tlog.appended_nodes(old_size, leaves, older)
-            await self._ledger.append_batch(header, rows, leaves, nodes)
-            self._head = advance(head, header)
-            self.recorded += len(fresh)
-            self.last_batch_ms = header.recorded_at_ms
-            if self._checkpointed_ms is None:  # never signed: unsigned leaves wait from now on
-                self._checkpointed_ms = header.recorded_at_ms
-            if self._observe is not None:
-                lag_ms = int(time.time() * 1000) - min(e.accepted_at_ms for e in fresh)
-                self._observe(BatchRecorded(self.shard, len(fresh), max(0, lag_ms)))
-        await self._stream.acknowledge(self.shard, [e.entry_id for e in done + fresh])
+            await self._append(head, fresh)
+        await self._stream.acknowledge(self.shard, [e.entry_id for e in entries], self._head.last_seq)
         return len(fresh)
 
-    def _row(self, entry: StreamEntry) -> EntryRow:
+    async def _append(self, head: ChainHead, fresh: list[Captured]) -> None:
+        rows = [self._row(c) for c in fresh]
+        header, leaves = seal_batch(head, fresh[0].seq, [r.record for r in rows], int(time.time() * 1000))
+        old_size = head.last_seq
+        older = await self._ledger.stored_hashes(self.shard, tlog.append_keys(old_size, old_size + len(leaves)))
+        nodes = tlog.appended_nodes(old_size, leaves, older)
+        await self._ledger.append_batch(header, rows, leaves, nodes)
+        self._head = advance(head, header)
+        self.recorded += len(fresh)
+        self.last_batch_ms = header.recorded_at_ms
+        if self._checkpointed_ms is None:  # never signed: unsigned leaves wait from now on
+            self._checkpointed_ms = header.recorded_at_ms
+        if self._observe is not None:
+            lag_ms = int(time.time() * 1000) - min(c.accepted_at_ms for c in fresh)
+            self._observe(BatchRecorded(self.shard, len(fresh), max(0, lag_ms)))
+
+    def _row(self, entry: Captured) -> EntryRow:
         doc = orjson.loads(entry.canonical)
         code = make_code(self._code_key, self.shard, entry.seq)
         return EntryRow(

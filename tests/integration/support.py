@@ -72,7 +72,9 @@ class Backends:
         return ShardRecorder(shard, stream or self.stream, self.ledger, code_key, batch_max, wait_ms=5)
 
     async def xlen(self, shard: int) -> int:
-        return await self.redis.xlen(stream_key(self.prefix, shard))
+        """Documents held in the shard's stream (an entry holds one capture call's documents)."""
+        entries = await self.redis.xrange(stream_key(self.prefix, shard))
+        return sum(int(fields[b"n"]) for _, fields in entries)
 
     async def xpending(self, shard: int) -> int:
         return (await self.redis.xpending(stream_key(self.prefix, shard), LEDGER_GROUP))["pending"]

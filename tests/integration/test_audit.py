@@ -66,8 +66,8 @@ async def _record(dsn, redis_url, prefix, keys, settings, signer) -> tuple[int, 
             terminal_id, shard = fresh_terminal("AUDIT")
             key = terminal_key(keys.terminal_master, terminal_id, 1)
             subs = [submission_of(make_document(terminal_id, c, key), SHARD_COUNT) for c in range(1, count + 1)]
-            for i in range(0, count, 50):
-                await b.capture.append(shard, now_ms(), subs[i:i + 50])
+            for i in range(0, count, BATCH_MAX):  # one stream entry per call: batches of BATCH_MAX
+                await b.capture.append(shard, now_ms(), subs[i:i + BATCH_MAX])
             origin = settings.log_origin(shard)
             recorder = ShardRecorder(
                 shard, b.stream, b.ledger, keys.code, BATCH_MAX, wait_ms=5, checkpoint_interval_s=0,
