@@ -14,7 +14,6 @@ and the usual misreadings I/L -> 1 and O -> 0.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -49,10 +48,12 @@ class CodeKey:
 
 _ROUND_LABELS = tuple(b"posray-code-round" + bytes([r]) for r in range(_ROUNDS))
 _TAG_LABEL = b"posray-code-tag"
-# RFC 4648 base32 digits → Crockford digits, to encode with the C base32 encoder.
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
 # One Horner step of the check character: _STEP[t] = t·α reduced modulo x^5 + x^2 + 1.
 _STEP = tuple((t << 1) ^ (_GF32_POLY if t & 16 else 0) for t in range(32))
+# Two digits at a time: their characters, and two Horner steps (index: total << 10 | pair).
+_PAIR_DIGITS = tuple(ALPHABET[v >> 5] + ALPHABET[v & 31] for v in range(1024))
+_PAIR_STEP = tuple(_STEP[_STEP[t ^ (v >> 5)] ^ (v & 31)] for t in range(32) for v in range(1024))
+_PAIR_SHIFTS = tuple(range(80, -1, -10))
 
 
 @functools.lru_cache(maxsize=16)
@@ -104,11 +105,24 @@ def make_code(key: CodeKey, shard: int, seq: int) -> str:
     if not (0 <= shard <= SHARD_MAX and 0 <= seq <= SEQ_MAX):
         raise ValueError("shard or sequence out of the code's range")
     block = (shard << SEQ_BITS) | seq
-    number = (_permute(key, block) << TAG_BITS) | _tag(key, block)
-    # 95 bits, left-aligned in 15 bytes, are 19 base32 digits (the rest is padding).
-    digits = base64.b32encode((number << 25).to_bytes(15, "big"))[:19]
-    body = digits.translate(_TO_CROCKFORD).decode()
-    return body + _check_char(body)
+    return _encode((_permute(key, block) << TAG_BITS) | _tag(key, block))
+
+
+def _encode(number: int) -> str:
+    """The 95-bit number as 19 Crockford digits (most significant first) + the check character.
+
+    Two digits per table lookup, and the check character's Horner steps two at a time: the
+    same arithmetic as `_check_char` (which parsing uses), several times faster than base32.
+    """
+    first = number >> 90
+    parts = [ALPHABET[first]]
+    total = _STEP[first]
+    for shift in _PAIR_SHIFTS:
+        pair = (number >> shift) & 1023
+        parts.append(_PAIR_DIGITS[pair])
+        total = _PAIR_STEP[(total << 10) | pair]
+    parts.append(ALPHABET[total])
+    return "".join(parts)
 
 
 def normalize_code(text: str) -> str:
