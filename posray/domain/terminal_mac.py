@@ -23,6 +23,22 @@ def document_mac(key: bytes, document: dict) -> str:
     return hmac.new(key, signed_bytes(document), hashlib.sha256).hexdigest()
 
 
+def canonical_mac_matches(key: bytes, canonical: bytes, mac: str) -> bool:
+    """`mac_matches` for a wire-validated document given as its canonical bytes (MAC included).
+
+    The signed bytes are the canonical bytes minus the member `,"mac":"<64 hex>"`: keys are
+    sorted and "counter" (required) sorts before "mac", so the member is never first; its value
+    is validated hex; and the byte sequence cannot occur anywhere else (quotes inside strings are
+    escaped, nested objects have no "mac" member). One serialization instead of two.
+    """
+    member = b',"mac":"' + mac.encode() + b'"'
+    signed = canonical.replace(member, b"", 1)
+    if len(signed) != len(canonical) - len(member):
+        return False
+    expected = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, mac.lower())
+
+
 def mac_matches(key: bytes, document: dict, mac: str) -> bool:
     """Constant-time check of a received MAC on a document that passed wire validation."""
     unsigned = {k: v for k, v in document.items() if k != "mac"}

@@ -150,6 +150,7 @@ def canonical_document(doc: dict) -> bytes:
     return canonical_wire_document(doc)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def shard_of(terminal_id: str, shard_count: int) -> int:
     """The logical shard of a terminal: first 8 bytes of SHA-256(terminal_id) mod count.
 

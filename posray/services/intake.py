@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from posray.domain.errors import DocumentRejected, Unauthenticated
-from posray.domain.terminal_mac import mac_matches
+from posray.domain.terminal_mac import canonical_mac_matches
 from posray.domain.transaction import (
     Rules,
     Submission,
@@ -55,9 +55,9 @@ class Intake:
         row, key = found
         if not row.active:
             return Unauthenticated("terminal_id", "is revoked")
-        if not mac_matches(key, doc, doc["mac"]):
-            return Unauthenticated("mac", "does not match the document and the terminal's key")
         canonical = canonical_document(doc)
+        if not canonical_mac_matches(key, canonical, doc["mac"]):
+            return Unauthenticated("mac", "does not match the document and the terminal's key")
         return Submission(
             terminal_id=doc["terminal_id"],
             counter=doc["counter"],

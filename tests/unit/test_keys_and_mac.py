@@ -127,6 +127,36 @@ class TestDocumentMac:
         assert not mac_matches(KEY, document, document_mac(KEY, document)[:-1])
 
 
+class TestCanonicalMacMatches:
+    """The hot path checks the MAC on the stored canonical bytes (one serialization)."""
+
+    @staticmethod
+    def signed(document: dict, key: bytes = KEY) -> dict:
+        return {**document, "mac": document_mac(key, document)}
+
+    @pytest.mark.parametrize("name", ['Bread', 'x","mac":"' + "0" * 64, 'tea ,"mac":"a"', "Äpfel 🍎", '\\"'])
+    def test_it_agrees_with_the_reference_check_whatever_the_item_names(self, make_document, name):
+        from posray.domain.transaction import canonical_document
+        from posray.domain.terminal_mac import canonical_mac_matches
+
+        document = make_document()
+        document["items"][0]["name"] = name
+        good = self.signed(document)
+        bad = {**good, "mac": flip_lowest_bit(good["mac"], 5)}
+        other_key = self.signed(document, b"x" * 32)
+        for candidate in (good, bad, other_key):
+            assert canonical_mac_matches(KEY, canonical_document(candidate), candidate["mac"]) == mac_matches(
+                KEY, candidate, candidate["mac"])
+        assert canonical_mac_matches(KEY, canonical_document(good), good["mac"])
+
+    def test_a_mac_that_is_not_the_documents_own_member_does_not_match(self, make_document):
+        from posray.domain.transaction import canonical_document
+        from posray.domain.terminal_mac import canonical_mac_matches
+
+        good = self.signed(make_document())
+        assert not canonical_mac_matches(KEY, canonical_document(good), "0" * 64)
+
+
 class TestFiscalSign:
     DOCUMENT_HASH = hashlib.sha256(b"document").digest()
 
