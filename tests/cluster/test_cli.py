@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +68,21 @@ def test_up_demo_status_down_on_a_machine_with_nothing_configured(tmp_path):
     from deployments.launcher import ray_temp_dir
     from posray.settings import Settings
     assert ray_processes_naming(str(ray_temp_dir(Settings(data_dir=state.resolve())))) == [], "Ray still running"
+
+
+def test_an_up_that_fails_half_way_stops_the_servers_it_started(tmp_path):
+    """Ray unreachable: `posray up` exits 1, and no embedded Redis or PostgreSQL is left running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSRAY_", "RAY_"))}
+    env.update({"POSRAY_RAY_ADDRESS": f"127.0.0.1:{free_port()}", "POSRAY_HTTP_PORT": str(free_port())})
+    up = posray("up", env=env, cwd=tmp_path)
+    data_dir = str(tmp_path / ".posray")
+    try:
+        assert up.returncode == 1
+        assert "embedded Redis" in up.stdout and "posray up failed" in up.stderr
+        redis_port = int(re.search(r"redis://127\.0\.0\.1:(\d+)", up.stdout).group(1))
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+        assert ray_processes_naming(data_dir) == []  # PostgreSQL runs with -D under the data dir
+        assert not (tmp_path / ".posray" / "state.json").exists()
+    finally:
+        posray("down", env=env, cwd=tmp_path)
