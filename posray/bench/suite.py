@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posray.bench import cpu
 from posray.bench.baselines import ALL
 from posray.bench.cli import BenchOptions, run_bench
 
@@ -77,17 +78,34 @@ async def run_suite(settings, options: SuiteOptions, say=print) -> dict:
                                                duration_s=options.duration_s, baselines=("noop", "naive")), say)
     half_rate = max(1.0, single["result"]["accepted_docs_per_s"] / 2)
     say(f"== 3/4 single documents, open loop at half the maximum: {half_rate:,.0f}/s")
-    half = await run_bench(settings, replace(base, batch_size=1, connections=64, rate=half_rate,
-                                             duration_s=options.duration_s), say)
+    half, single_cpu = await _measured(settings, replace(base, batch_size=1, connections=64, rate=half_rate,
+                                                         duration_s=options.duration_s), say)
     ledger_rate = max(100.0, 0.8 * batch["result"]["accepted_docs_per_s"])
     say(f"== 4/4 batches of 100, open loop at 80 % of the batched maximum for "
         f"{options.ledger_duration_s:.0f} s: {ledger_rate:,.0f} docs/s")
     long_run = replace(base, batch_size=100, connections=32, rate=ledger_rate, duration_s=options.ledger_duration_s,
                        documents=int(ledger_rate * options.ledger_duration_s * 1.05) + 1_000)
-    ledger = await run_bench(settings, long_run, say)
+    ledger, batch_cpu = await _measured(settings, long_run, say)
     summary = summarize(batch, single, half, ledger)
+    summary["cpu_us_per_document"] = {"single_documents": single_cpu, "batches_of_100": batch_cpu}
+    summary["scaling_model"] = {"single_documents": cpu.scaling_model(single_cpu),
+                                "batches_of_100": cpu.scaling_model(batch_cpu)}
     _write(summary, options.out_dir, say)
     return summary
+
+
+async def _measured(settings, options: BenchOptions, say) -> tuple[dict, dict[str, float]]:
+    """run_bench, and the deployment's CPU per document and role over it (ledger drained included).
+
+    The window also holds the bench's setup (signing happens in the bench's own processes, which
+    do not count; importing terminals costs PostgreSQL a little).
+    """
+    markers = cpu.markers_of(settings)
+    before = cpu.snapshot(markers)
+    report = await run_bench(settings, options, say)
+    used = cpu.per_document_us(before, cpu.snapshot(markers), report["result"]["documents_accepted"])
+    say("CPU µs per document: " + ", ".join(f"{role} {us:g}" for role, us in used.items()))
+    return report, used
 
 
 def _documents(duration_s: float, rate_max: float) -> int:
@@ -162,6 +180,19 @@ def _r(value):
     return None if value is None else round(value, 2)
 
 
+def model_markdown(summary: dict) -> str:
+    """The scaling model as a Markdown table: per workload and reference rate, what it takes."""
+    lines = ["| workload | rate docs/s | Serve replicas | IngestShard actors | LedgerWriter actors | "
+             "Redis instances | PostgreSQL cores | cores in all | 16-core nodes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for workload, by_rate in (summary.get("scaling_model") or {}).items():
+        for m in by_rate.values():
+            lines.append(f"| {workload.replace('_', ' ')} | {m['docs_per_s']:,} | {m['serve_replicas']} | "
+                         f"{m['ingest_actors']} | {m['ledger_actors']} | {m['redis_instances']} | "
+                         f"{m['postgres_cores']} | {m['total_cores']} | {m['nodes_of_16_cores']} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(summary: dict) -> str:
     """The targets as a Markdown table (target, measured, baseline, ratio, met)."""
     lines = ["| target | measured | baseline | ratio | met |", "| --- | --- | --- | --- | --- |"]
@@ -184,7 +215,7 @@ def _write(summary: dict, out_dir: Path, say) -> None:
     stem = f"bench-suite-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=1, default=str))
-    table = markdown(summary)
+    table = markdown(summary) + "\n" + model_markdown(summary)
     (out_dir / f"{stem}.md").write_text(table)
     say(table)
     say(f"wrote {out_dir / stem}.json and .md")
