@@ -9,6 +9,7 @@ Routes:
     (the public GET routes above, /v1/log/* and /.well-known/*: rate-limited per client address)
     POST /v1/admin/terminals              register (operator token)
     POST /v1/admin/terminals/{id}/revoke  revoke (operator token)
+    /v1/merchant/*, /v1/admin/merchants/*  the merchant API (deployments/merchant_api.py)
     GET  /healthz                         alive
     GET  /readyz                          200 if Redis, PostgreSQL and the ledger are within bounds
 """
@@ -26,6 +27,7 @@ from typing import Awaitable, Callable, Protocol
 import orjson
 
 from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg_merchants import PgMerchants
 from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_capture import RedisCapture
 from posray.domain.errors import (
@@ -45,6 +47,7 @@ from posray.services.health import Readiness
 from posray.services.intake import Intake
 from posray.services.ratelimit import RateLimiter, client_address, retry_after_s
 from posray.settings import Settings
+from deployments import merchant_api
 from deployments.receipt_page import render_receipt_page
 
 log = logging.getLogger("posray.http")
@@ -80,6 +83,7 @@ class Backend:
     readiness: Callable[[], Awaitable[Readiness]]
     observer: RequestObserver = field(default_factory=_Unobserved)
     limiter: RateLimiter | None = None
+    merchants: PgMerchants | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -148,6 +152,8 @@ class PosrayApi:
             return 200, orjson.dumps(await self._by_fields(backend, scope)), JSON
         if method == "GET" and path.startswith("/r/"):
             return await self._page(backend, path[3:])
+        if path.startswith(merchant_api.PREFIX):
+            return await merchant_api.route(backend, method, path, scope)
         if path.startswith("/v1/admin/"):
             _authorize(scope, backend.keys)
             return await self._admin(backend, method, path, scope, receive)
@@ -253,13 +259,15 @@ class PosrayApi:
         return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8")]
 
     async def _admin(self, backend: Backend, method: str, path: str, scope, receive):
+        if path.startswith(merchant_api.ADMIN_PREFIX):
+            return await merchant_api.admin(backend, method, path)
         if method == "POST" and path == "/v1/admin/terminals":
             body = _parse_json(await _body(scope, receive, backend.settings))
             if not isinstance(body, dict):
                 raise InvalidDocument("body", "must be a JSON object", status=400)
-            for field in ("terminal_id", "merchant_id"):
-                if not isinstance(body.get(field), str):
-                    raise InvalidDocument(field, "is required (string)", status=400)
+            for name in ("terminal_id", "merchant_id"):
+                if not isinstance(body.get(name), str):
+                    raise InvalidDocument(name, "is required (string)", status=400)
             reg = await terminal_service.register(
                 backend.terminals, backend.keys.terminal_master, body["terminal_id"],
                 body["merchant_id"], body.get("label"), body.get("merchant_name"),

@@ -18,6 +18,7 @@ from deployments.http_api import Backend, PosrayApi
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg_merchants import PgMerchants
 from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.adapters.redis_stream import RedisShardStream
@@ -78,8 +79,10 @@ class ReplicaBackend:
                                    self._writer_errors, s.ready_backlog_max)
         metrics = IngressMetrics()
         asyncio.get_running_loop().create_task(self._report(metrics))
+        # Merchants' reads get a pool of their own: a long summary never holds up documents.
+        merchants = PgMerchants(await create_pool(s.pg_dsn, size_max=2))
         return Backend(s, keys, Intake(rules, directory, s.shard_count), batcher,
-                       ledger, capture, terminals, readiness, metrics)
+                       ledger, capture, terminals, readiness, metrics, merchants=merchants)
 
     async def _report(self, metrics: IngressMetrics) -> None:
         while True:

@@ -96,3 +96,13 @@ CREATE OR REPLACE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON checkpoints
 
 INSERT INTO posray_schema (version) VALUES (1) ON CONFLICT DO NOTHING;
 INSERT INTO posray_schema (version) VALUES (2) ON CONFLICT DO NOTHING;
+
+-- Version 3: the merchant API. Bumping token_version revokes every token issued before
+-- (tokens are verified with the operator's key; only their version is looked up).
+ALTER TABLE merchants ADD COLUMN IF NOT EXISTS token_version int NOT NULL DEFAULT 1;
+-- A merchant's terminals, and its documents of a day: terminal by terminal, by acceptance time.
+-- (On a large existing ledger, create the second one by hand first with CREATE INDEX
+-- CONCURRENTLY under the same name: this plain CREATE INDEX blocks appends while it builds.)
+CREATE INDEX IF NOT EXISTS terminals_merchant ON terminals (merchant_id, terminal_id);
+CREATE INDEX IF NOT EXISTS ledger_entries_terminal_accepted ON ledger_entries (terminal_id, accepted_at);
+INSERT INTO posray_schema (version) VALUES (3) ON CONFLICT DO NOTHING;

@@ -7,6 +7,7 @@
     │   └── DocumentConflict      409: another document was accepted under the same counter
     ├── CodeMalformed             400: a receipt code that cannot be a code (length, check char)
     ├── NotFound                  404: no such receipt / terminal / merchant
+    ├── Forbidden                 403: valid credentials that do not cover what was asked for
     ├── Overloaded                503 + Retry-After: a bounded queue or backlog is full
     ├── Unavailable               503 + Retry-After: Redis, PostgreSQL or an actor is unreachable
     └── LedgerCorrupted           the stored ledger contradicts itself (gap, chain break, bad hash)
@@ -83,6 +84,15 @@ class NotFound(PosrayError):
 
     def to_json(self) -> dict:
         return {"error": "not_found", "reason": str(self)}
+
+
+class Forbidden(PosrayError):
+    """The caller is authenticated but the resource is not its own (says nothing of whether it exists)."""
+
+    status = 403
+
+    def to_json(self) -> dict:
+        return {"error": "forbidden", "reason": str(self)}
 
 
 class Overloaded(PosrayError):

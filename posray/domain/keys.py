@@ -31,6 +31,7 @@ class OperatorKeys:
     fiscal: bytes
     signing_seed: bytes
     api_token: str
+    merchant_token: bytes
 
     def __repr__(self) -> str:
         return "OperatorKeys(<secret>)"
@@ -45,6 +46,7 @@ class OperatorKeys:
             fiscal=_derive(seed, "posray/v1/fiscal-sign"),
             signing_seed=_derive(seed, "posray/v1/checkpoint-ed25519"),
             api_token=_derive(seed, "posray/v1/operator-api-token").hex(),
+            merchant_token=_derive(seed, "posray/v1/merchant-token"),
         )
 
 

@@ -3,7 +3,8 @@
 Runs after the other posray_cluster tests (file order), adds its own traffic (registrations,
 good and bad documents, a revocation, lookups, admin calls with wrong tokens), then searches
 every log file of the Ray session and every reply for every key of the run: the operator seed,
-the keys derived from it, the API token and every registered terminal's key.
+the keys derived from it, the API token, every registered terminal's key and every merchant
+token (all versions) of every merchant.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from posray.adapters.keyfile import load_keys
 from posray.domain.keys import terminal_key
+from posray.domain.merchant_token import issue_token
 from posray.simulator import make_document, resign
 
 pytestmark = pytest.mark.cluster
@@ -44,12 +46,25 @@ def all_terminal_keys(dsn: str, master: bytes) -> dict[str, bytes]:
             for r in asyncio.run(rows()) for v in range(1, r["key_version"] + 1)}
 
 
+def all_merchant_tokens(dsn: str, key: bytes) -> dict[bytes, str]:
+    """Every merchant token that could have been issued, as verbatim needles (their MAC part)."""
+    async def rows():
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch("SELECT merchant_id, token_version FROM merchants")
+        finally:
+            await conn.close()
+
+    return {issue_token(key, r["merchant_id"], v).rsplit(".", 1)[1].encode(): f"merchant {r['merchant_id']} token v{v}"
+            for r in asyncio.run(rows()) for v in range(1, r["token_version"] + 1)}
+
+
 def operator_secrets(seed_file: Path) -> dict[str, bytes]:
     keys = load_keys(seed_file)
     return {"operator seed": bytes.fromhex(seed_file.read_text().strip()),
             "terminal master key": keys.terminal_master, "receipt code key": keys.code.secret,
             "fiscal key": keys.fiscal, "checkpoint signing seed": keys.signing_seed,
-            "operator API token": bytes.fromhex(keys.api_token)}
+            "operator API token": bytes.fromhex(keys.api_token), "merchant token key": keys.merchant_token}
 
 
 def leaks(text: bytes, hex_secrets: dict[bytes, str], plain: dict[bytes, str]) -> set[str]:
@@ -95,6 +110,18 @@ def exercise(http, token: str) -> list:
         http.post("/v1/admin/terminals", content=b"not json", headers={"authorization": f"Bearer {token}"}),
         http.post("/v1/admin/terminals/T-nobody/revoke", headers={"authorization": f"Bearer {token}"}),
     ]
+    issued = http.post("/v1/admin/merchants/m-secrets/token", headers={"authorization": f"Bearer {token}"})
+    assert issued.status_code == 201, issued.text  # the one reply allowed to carry a merchant token
+    merchant = {"authorization": f"Bearer {issued.json()['token']}"}
+    replies += [
+        http.get("/v1/merchant/terminals", headers=merchant),
+        http.get("/v1/merchant/documents", params={"date": good.json()["accepted_at"][:10]}, headers=merchant),
+        http.get("/v1/merchant/documents", params={"date": "2026-13-01", "after": "x"}, headers=merchant),
+        http.get("/v1/merchant/documents", params={"date": "2026-01-01", "terminal_id": "T-x"}, headers=merchant),
+        http.get("/v1/merchant/terminals", headers={"authorization": merchant["authorization"][:-1] + "_"}),
+        http.post("/v1/admin/merchants/m-secrets/revoke-tokens", headers={"authorization": f"Bearer {token}"}),
+        http.get("/v1/merchant/summary", params={"from": "2026-01-01", "to": "2026-01-02"}, headers=merchant),
+    ]
     time.sleep(1.5)  # the revocation reaches the replica's cache
     replies.append(http.post("/v1/transactions", json=make_document(t1, 2, k1)))
     return replies
@@ -111,6 +138,8 @@ def test_no_secret_of_the_run_is_in_any_log_or_reply(http, operator_token, posra
     hex_secrets = {value.hex().encode(): name for name, value in secrets_by_name.items()}
     plain = {base64.b64encode(v): f"{n} (base64)" for n, v in operator_secrets(seed_file).items()}
     plain.update({bytes(v): f"{n} (raw)" for n, v in operator_secrets(seed_file).items()})
+    plain.update(all_merchant_tokens(settings.pg_dsn, load_keys(seed_file).merchant_token))
+    assert any(name.startswith("merchant m-secrets token") for name in plain.values())
 
     for r in replies:
         reply = "\n".join(f"{k}: {v}" for k, v in r.headers.items()).encode() + b"\n" + r.content

@@ -133,3 +133,24 @@ def test_the_reader_reads_and_writes_nothing(roles):
             await conn.close()
 
     assert asyncio.run(main()) >= 0
+
+
+def test_the_app_role_revokes_merchant_tokens_and_changes_nothing_else_of_a_merchant(roles):
+    from posray.adapters.pg import create_pool
+    from posray.adapters.pg_merchants import PgMerchants
+
+    app_dsn, _ = roles
+    merchant_id = f"m-role-{secrets.token_hex(3)}"
+
+    async def main():
+        pool = await create_pool(app_dsn, size_max=1)
+        try:
+            await pool.execute("INSERT INTO merchants (merchant_id, name) VALUES ($1, $1)", merchant_id)
+            version = await PgMerchants(pool).bump_token_version(merchant_id)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await pool.execute("UPDATE merchants SET name = 'x' WHERE merchant_id = $1", merchant_id)
+            return version
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == 2

@@ -1,0 +1,216 @@
+"""Use cases of the merchant API: tokens, authentication, terminals, documents and day summaries.
+
+Every read takes the merchant id from an authenticated token, never from the request, so a
+merchant reaches its own data only. A token's version is checked against the merchant's row on
+every request (one primary-key lookup): a revocation takes effect at once on every replica.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+import orjson
+
+from posray.adapters.pg_merchants import DocumentRow, PgMerchants, Position, SummaryRow
+from posray.domain.errors import Forbidden, InvalidDocument, NotFound, Unauthenticated
+from posray.domain.merchant_token import issue_token as make_token, verify_token
+from posray.domain.transaction import utc_iso_ms
+
+DOCUMENTS_LIMIT_DEFAULT = 100
+DOCUMENTS_LIMIT_MAX = 1000
+SUMMARY_DAYS_MAX = 92
+TERMINALS_MAX = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_GROUPS = {"sale": "sales", "refund": "refunds", "correction": "corrections"}
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A merchant token, shown once to the operator who asked for it."""
+
+    merchant_id: str
+    version: int
+    token: str
+
+    def __repr__(self) -> str:
+        return f"IssuedToken({self.merchant_id!r}, version={self.version}, token=<secret>)"
+
+
+async def issue_token(merchants: PgMerchants, key: bytes, merchant_id: str) -> IssuedToken:
+    """A token for the merchant at its current token version.
+
+    Raises:
+        NotFound: the merchant is not registered.
+    """
+    version = await merchants.token_version(merchant_id)
+    if version is None:
+        raise NotFound(f"merchant {merchant_id!r} is not registered")
+    try:
+        return IssuedToken(merchant_id, version, make_token(key, merchant_id, version))
+    except ValueError as e:  # an id registered before ids were checked
+        raise InvalidDocument("merchant_id", str(e), 400) from None
+
+
+async def revoke_tokens(merchants: PgMerchants, merchant_id: str) -> int:
+    """Make every token of the merchant issued so far invalid; return the new token version.
+
+    Raises:
+        NotFound: the merchant is not registered.
+    """
+    return await merchants.bump_token_version(merchant_id)
+
+
+async def authenticate(merchants: PgMerchants, key: bytes, token: str) -> str:
+    """The merchant id a bearer token speaks for.
+
+    Raises:
+        Unauthenticated: no token, a malformed or forged one, an unknown merchant or a revoked
+            version (all alike: the reply never says which).
+    """
+    claim = verify_token(key, token) if token else None
+    if claim is not None and await merchants.token_version(claim.merchant_id) == claim.version:
+        return claim.merchant_id
+    raise Unauthenticated("authorization", "a valid merchant token is required")
+
+
+async def list_terminals(merchants: PgMerchants, merchant_id: str) -> dict:
+    """The merchant's terminals (at most TERMINALS_MAX, by id)."""
+    rows = await merchants.terminals(merchant_id, TERMINALS_MAX + 1)
+    return {
+        "merchant_id": merchant_id,
+        "terminals": [
+            {"terminal_id": t.terminal_id, "label": t.label, "status": t.status,
+             "registered_at": _iso(t.registered_at),
+             "revoked_at": None if t.revoked_at is None else _iso(t.revoked_at)}
+            for t in rows[:TERMINALS_MAX]
+        ],
+        "truncated": len(rows) > TERMINALS_MAX,
+    }
+
+
+async def list_documents(
+    merchants: PgMerchants, merchant_id: str, day: date, terminal_id: str | None = None,
+    after: str | None = None, limit: int = DOCUMENTS_LIMIT_DEFAULT,
+) -> dict:
+    """One page of the merchant's documents accepted on a UTC day, and the cursor of the next.
+
+    Raises:
+        InvalidDocument: a limit outside 1..DOCUMENTS_LIMIT_MAX or a malformed cursor (400).
+        Forbidden: `terminal_id` is not one of the merchant's terminals (whether it exists or not).
+    """
+    if not 1 <= limit <= DOCUMENTS_LIMIT_MAX:
+        raise InvalidDocument("limit", f"must be 1..{DOCUMENTS_LIMIT_MAX}", 400)
+    position = None if after is None else decode_cursor(after)
+    if terminal_id is not None and not await merchants.owns_terminal(merchant_id, terminal_id):
+        raise Forbidden("terminal_id is not one of this merchant's terminals")
+    start = datetime.combine(day, time(), timezone.utc)
+    rows = await merchants.documents(merchant_id, start, start + timedelta(days=1), limit + 1,
+                                     terminal_id, position)
+    page = rows[:limit]
+    return {
+        "merchant_id": merchant_id,
+        "date": day.isoformat(),
+        "documents": [_document(r) for r in page],
+        "next": encode_cursor(page[-1].position) if len(rows) > limit else None,
+    }
+
+
+async def summarize(merchants: PgMerchants, merchant_id: str, first: date, last: date) -> dict:
+    """Per UTC day of acceptance in [first, last] and currency: counts, totals and VAT by rate.
+
+    Days without documents are left out. Net figures are sales minus refunds; corrections are
+    summed apart (the wire format does not say in which direction a correction goes).
+
+    Raises:
+        InvalidDocument: `last` before `first`, or more than SUMMARY_DAYS_MAX days (400).
+    """
+    days = (last - first).days + 1
+    if days < 1:
+        raise InvalidDocument("to", "must not be before from", 400)
+    if days > SUMMARY_DAYS_MAX:
+        raise InvalidDocument("to", f"the range spans {days} days; at most {SUMMARY_DAYS_MAX}", 400)
+    start = datetime.combine(first, time(), timezone.utc)
+    rows = await merchants.summary(merchant_id, start, start + timedelta(days=days))
+    return {"merchant_id": merchant_id, "from": first.isoformat(), "to": last.isoformat(),
+            "days": summary_days(rows)}
+
+
+def summary_days(rows: list[SummaryRow]) -> list[dict]:
+    """Fold the adapter's rows (totals first, then VAT rates; ordered) into one entry per day and currency."""
+    out: dict[tuple[date, str], dict] = {}
+    for row in rows:
+        entry = out.get((row.day, row.currency))
+        if entry is None:
+            entry = out[(row.day, row.currency)] = _empty_day(row.day, row.currency)
+        group = _GROUPS.get(row.doc_type)
+        if group is None:
+            continue
+        if row.rate_bp is None:
+            entry["documents"] += row.documents
+            entry[group] = {"count": row.documents, "gross_minor": row.gross_minor}
+        else:
+            line = _vat_line(entry, row.rate_bp)
+            line[f"{group}_gross_minor"] += row.gross_minor
+            line[f"{group}_vat_minor"] += row.vat_minor or 0
+    for entry in out.values():
+        entry["net_gross_minor"] = entry["sales"]["gross_minor"] - entry["refunds"]["gross_minor"]
+        for line in entry["vat"]:
+            line["net_gross_minor"] = line["sales_gross_minor"] - line["refunds_gross_minor"]
+            line["net_vat_minor"] = line["sales_vat_minor"] - line["refunds_vat_minor"]
+        entry["net_vat_minor"] = sum(line["net_vat_minor"] for line in entry["vat"])
+    return list(out.values())
+
+
+def _empty_day(day: date, currency: str) -> dict:
+    entry: dict = {"date": day.isoformat(), "currency": currency, "documents": 0}
+    entry.update({group: {"count": 0, "gross_minor": 0} for group in _GROUPS.values()})
+    entry["vat"] = []
+    return entry
+
+
+def _vat_line(entry: dict, rate_bp: int) -> dict:
+    for line in entry["vat"]:
+        if line["rate_bp"] == rate_bp:
+            return line
+    line = {"rate_bp": rate_bp}
+    line.update({f"{g}_{m}_minor": 0 for g in _GROUPS.values() for m in ("gross", "vat")})
+    entry["vat"].append(line)
+    return line
+
+
+def encode_cursor(position: Position) -> str:
+    """An opaque cursor: unpadded base64url of [terminal_id, accepted_at µs, shard, seq]."""
+    micros = (position.accepted_at - _EPOCH) // timedelta(microseconds=1)
+    raw = orjson.dumps([position.terminal_id, micros, position.shard, position.seq])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(text: str) -> Position:
+    """The position a cursor of encode_cursor names.
+
+    Raises:
+        InvalidDocument: the text is not such a cursor (400).
+    """
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        terminal_id, micros, shard, seq = orjson.loads(raw)
+        if not (isinstance(terminal_id, str) and all(type(v) is int for v in (micros, shard, seq))):
+            raise ValueError("wrong types")
+        return Position(terminal_id, _EPOCH + timedelta(microseconds=micros), shard, seq)
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
+        raise InvalidDocument("after", "is not a cursor this API returned", 400) from None
+
+
+def _document(row: DocumentRow) -> dict:
+    record = orjson.loads(row.record)
+    return {
+        "code": record["code"], "shard": row.shard, "seq": row.seq, "terminal_id": row.terminal_id,
+        "counter": row.counter, "issued_at": _iso(row.issued_at), "accepted_at": _iso(row.accepted_at),
+        "total_minor": row.total_minor, "document": record["document"],
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return utc_iso_ms((moment - _EPOCH) // timedelta(milliseconds=1))
