@@ -29,6 +29,7 @@ from actors.ingest_shard import IngestShard
 from actors.ledger_writer import LedgerWriter
 from actors.placement import ingest_name, ledger_name, owned_shards
 from deployments.ingress import APP_NAME, build_app
+from posray.embedded import free_port
 from posray.settings import Settings
 
 log = logging.getLogger("posray.launcher")
@@ -40,6 +41,10 @@ INGRESS_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # HAProxy's own per-request metrics cost 15-25% of throughput; posray exports its own.
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    # A replica killed mid-request closes its connection without an answer; HAProxy then
+    # answered a bare 500. posray's POSTs are idempotent, so let HAProxy replay them on
+    # another replica (bodies up to its 16 KB buffer; larger batches are resent by terminals).
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
     # Replicas drain for 30 s by default on shutdown; terminals retry, 2 s is plenty.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
@@ -58,6 +63,29 @@ def ray_env() -> dict[str, str]:
     return env
 
 
+def haproxy_env(key: str) -> dict[str, str]:
+    """HAProxy files and ports of one local Ray instance, so that two never share them.
+
+    Serve's defaults put every instance's HAProxy config, admin socket and server state under
+    /tmp/haproxy-serve and bind stats and metrics to 8404 and 9101: a second posray (or a test
+    cluster) on the same machine would rewrite the first one's config or fail to start. The
+    folder name stays short: Serve adds a 56-character folder per node, and a Unix socket path
+    has at most 107 bytes. Variables already set in the environment win.
+    """
+    private_dir = Path(tempfile.gettempdir()) / f"phx-{key}"
+    private_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(private_dir / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(private_dir / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(private_dir),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(private_dir / "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(private_dir / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+    }
+    return {k: v for k, v in env.items() if k not in os.environ}
+
+
 def start_local_ray(settings: Settings) -> str:
     """Start a local Ray head (if none is running from this data dir) and return its address."""
     state = settings.data_dir / "ray.json"
@@ -69,9 +97,13 @@ def start_local_ray(settings: Settings) -> str:
     cmd = [str(ray_bin if ray_bin.exists() else shutil.which("ray")), "start", "--head",
            "--port=0", "--dashboard-host=127.0.0.1", f"--dashboard-port={settings.dashboard_port}",
            "--disable-usage-stats",
+           # Ray's fixed defaults (10001, 52365) would collide with another Ray on this machine.
+           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
            f"--temp-dir={ray_temp_dir(settings)}"]
-    out = subprocess.run(cmd, env=ray_env(), capture_output=True, text=True, timeout=180)
+    env = {**ray_env(), **haproxy_env(ray_temp_dir(settings).name.rsplit("-", 1)[1])}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if out.returncode != 0:
+        stop_local_ray(settings)  # a head that half started (GCS up, raylet late) must not linger
         raise RuntimeError(f"`ray start --head` failed:\n{out.stderr[-2000:]}")
     address = _address_from(out.stdout + out.stderr)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,12 +202,13 @@ def deploy(settings: Settings) -> None:
 def ensure_actors(settings: Settings) -> None:
     """Create the detached IngestShard and LedgerWriter actors (or find them) and wait until they answer."""
     actors = []
+    placement = {"scheduling_strategy": settings.actor_scheduling} if settings.actor_scheduling else {}
     kinds = ((IngestShard, settings.ingest_actors, ingest_name), (LedgerWriter, settings.ledger_actors, ledger_name))
     for actor_class, count, name in kinds:
         for index in range(count):
             actors.append(actor_class.options(
                 name=name(settings.key_prefix, index), namespace=settings.ray_namespace,
-                lifetime="detached", get_if_exists=True,
+                lifetime="detached", get_if_exists=True, **placement,
             ).remote(settings, owned_shards(index, count, settings.shard_count)))
     ray.get([a.ping.remote() for a in actors], timeout=READY_TIMEOUT_S)
 

@@ -1,4 +1,4 @@
-"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token, serve-config.
+"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token, merchants, serve-config.
 
 Ray is imported only by the commands that need it (through deployments.launcher), so the
 operator's terminal commands work without Ray installed on the operator's machine.
@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from posray.settings import Settings, SettingsError
@@ -50,42 +49,64 @@ def _save_state(settings: Settings, **values) -> None:
 
 
 def cmd_up(args) -> int:
-    from posray import embedded
+    """Start (or join) everything; if a step fails, stop what this call started and exit 1."""
     from posray.adapters.keyfile import create_seed
-    from posray.adapters.pg import apply_schema, ensure_database
 
     settings = Settings.from_env().replace(data_dir=Path(args.data_dir or Settings.from_env().data_dir).resolve())
     if args.shards:
         settings = settings.replace(shard_count=args.shards)
     if create_seed(settings.seed_file):
         print(f"created the operator seed {settings.seed_file} (mode 600; back it up, never share it)")
-    started = {}
+    try:
+        settings, address = _bring_up(settings)
+    except Exception as e:
+        print(f"posray up failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print("stopping what it started ...", file=sys.stderr)
+        cmd_down(args)
+        return 1
+    print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
+          f"({settings.shard_count} shards, Ray at {address}, dashboard http://127.0.0.1:{settings.dashboard_port})")
+    print(f"operator token: `posray token` (derived from {settings.seed_file})")
+    return 0
+
+
+def _bring_up(settings: Settings) -> tuple[Settings, str]:
+    """Embedded servers where no URL is configured, the schema, Ray, the actors and Serve.
+
+    The state file is written after every step that starts something, so that `posray down`
+    stops it even if this process dies half-way.
+    """
+    from posray import embedded
+    from posray.adapters.pg import apply_schema, ensure_database
+
+    state: dict = {}
     if settings.redis_url is None:
         info = embedded.start_redis(settings.data_dir / "redis")
         settings = settings.replace(redis_url=info.url)
-        started["redis"] = True
+        state.update(redis_url=info.url, embedded_redis=True)
+        _save_state(settings, **state)
         print(f"embedded Redis (AOF, appendfsync always) at {info.url}")
     if settings.pg_dsn is None:
         info = embedded.start_postgres(settings.data_dir / "postgres")
+        state["embedded_postgres"] = True
+        _save_state(settings, **state)
         dsn = asyncio.run(ensure_database(info.url, "posray"))
         settings = settings.replace(pg_dsn=dsn)
-        started["postgres"] = True
         print(f"embedded PostgreSQL at {dsn}")
     asyncio.run(apply_schema(settings.pg_dsn))
     _ray_env()
     from deployments import launcher
 
+    if settings.ray_address and not launcher.reachable(settings.ray_address):
+        raise ConnectionError(f"no Ray answers at {settings.ray_address} (POSRAY_RAY_ADDRESS)")
     address = settings.ray_address or launcher.start_local_ray(settings)
-    deployed = {k: getattr(settings, k) for k in DEPLOYED}
-    _save_state(settings, redis_url=settings.redis_url, pg_dsn=settings.pg_dsn, deployed=deployed,
-                ray_address=address, started_ray=settings.ray_address is None,
-                **{f"embedded_{k}": v for k, v in started.items()})
+    state.update(redis_url=settings.redis_url, pg_dsn=settings.pg_dsn,
+                 deployed={k: getattr(settings, k) for k in DEPLOYED},
+                 ray_address=address, started_ray=settings.ray_address is None)
+    _save_state(settings, **state)
     launcher.connect(address, settings)
     launcher.deploy(settings)
-    print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
-          f"({settings.shard_count} shards, Ray at {address}, dashboard http://127.0.0.1:{settings.dashboard_port})")
-    print(f"operator token: `posray token` (derived from {settings.seed_file})")
-    return 0
+    return settings, address
 
 
 def cmd_down(args) -> int:
@@ -228,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("terminal_id")
     tsub.add_parser("count", help="how many terminals are registered")
     terminals.set_defaults(func=cmd_terminals)
+    from posray.merchant_cli import add_parser as add_merchants_parser
+
+    add_merchants_parser(sub)
     from posray.lottery_cli import add_parser as add_lottery_parser
 
     add_lottery_parser(sub)
@@ -240,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     from posray.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+    from posray.bench.suite import add_parser as add_suite_parser
+
+    add_suite_parser(sub)
+    __import__("posray.faults_cli").faults_cli.add_parser(sub)
     from posray.serve_config import add_parser as add_serve_config_parser
 
     add_serve_config_parser(sub)

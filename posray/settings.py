@@ -49,6 +49,9 @@ class Settings:
     shard_count: int = 8
     ingest_actors: int = 2
     ledger_actors: int = 2
+    # Ray scheduling strategy of those actors: None is Ray's default (they pack onto the driver's
+    # node while it has room); "SPREAD" spreads them over the cluster's nodes.
+    actor_scheduling: str | None = None
     shard_batch_max: int = 1000
     shard_batch_wait_ms: float = 0.0  # linger for a fuller batch; 0: only while calls are busy
     shard_calls_in_flight_max: int = 2  # per replica and IngestShard actor

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -40,9 +39,8 @@ def posray_cluster(tmp_path_factory, run_id, cluster_pg_dsn, private_redis, seed
 
     os.environ.update(launcher.INGRESS_ENV)
     os.environ.update(launcher.AUTH_ENV)
-    # Private HAProxy stats/metrics ports: a `posray up` on this machine may hold the defaults.
-    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
-    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    # Private HAProxy files and stats/metrics ports: a `posray up` on this machine may hold the defaults.
+    os.environ.update(launcher.haproxy_env(f"t{run_id}"))
     os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
     # Throughput-optimized Serve buffers 1,000 replica log records before writing them; write
     # each at once, so that test_secrets reads everything the replicas logged.

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = [ROOT / "cluster.yaml", ROOT / "docs" / "cluster-aws.yaml"]
 # What every node needs before Ray starts (RAY-NOTES): the ingress, and token auth.
 REQUIRED = {k: INGRESS_ENV[k] for k in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED",
-                                         "RAY_SERVE_HAPROXY_METRICS_ENABLED")} | AUTH_ENV
+                                         "RAY_SERVE_HAPROXY_METRICS_ENABLED", "RAY_SERVE_HAPROXY_RETRY_ON")} | AUTH_ENV
 DASHBOARD = ("RAY_GRAFANA_HOST", "RAY_PROMETHEUS_HOST")
 
 
