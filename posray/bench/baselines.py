@@ -27,7 +27,8 @@ import orjson
 
 from posray.bench.workload import AckRecorder, RequestBuilder, Series
 
-NAMES = {"noop": "noop_serve", "naive": "naive_peer", "redis": "redis_xadd", "copy": "pg_copy"}
+NAMES = {"noop": "noop_serve", "naive": "naive_peer", "redis": "redis_xadd", "copy": "pg_copy",
+         "ledger": "posray_ledger"}
 ALL = tuple(NAMES)
 SINGLE_DOC_PIPELINE = 100  # raw appends of a single-document run go in pipelines of this many
 PEER_POOL_SIZE = 16
@@ -107,13 +108,14 @@ async def measure(settings, options, series: Series, first: int, posray_docs_per
     """
     from posray.bench.report import baselines_block
 
-    runs = {"noop": noop_serve_rate, "naive": naive_peer_rate, "redis": _raw_redis, "copy": _raw_copy}
+    runs = {"noop": noop_serve_rate, "naive": naive_peer_rate, "redis": _raw_redis, "copy": _raw_copy,
+            "ledger": _ledger}
     blocks: dict[str, dict] = {}
     entries: list = []
     for name in options.baselines:
         say(f"baseline {name}: {NAMES[name]} ...")
         try:
-            if name in ("redis", "copy") and not entries:
+            if name in ("redis", "copy", "ledger") and not entries:
                 entries = await asyncio.to_thread(load_entries, series, first, options.baseline_documents)
             blocks[NAMES[name]] = await runs[name](settings, options, series, first, entries, say)
         except Exception as e:  # one failed baseline must not lose the others
@@ -311,6 +313,16 @@ async def _raw_copy(settings, options, series, first, entries, say) -> dict:
     batch = settings.ledger_batch_max
     rows = await asyncio.to_thread(ledger_rows, entries, settings.shard_count, code_key, batch)
     return await copy_rate(settings.pg_dsn, rows, batch)
+
+
+async def _ledger(settings, options, series, first, entries, say) -> dict:
+    """posray's recording code draining the same documents in one process (see ledger_capacity)."""
+    from posray.adapters.keyfile import load_keys
+    from posray.bench.ledger_capacity import ledger_capacity
+
+    shards = max(1, settings.shard_count // settings.ledger_actors)  # what one LedgerWriter owns
+    return await ledger_capacity(settings.redis_url, settings.pg_dsn, entries, shards,
+                                 settings.ledger_batch_max, load_keys(settings.seed_file).code)
 
 
 async def _load(options, builder, host: str, port: int, recorder, say) -> dict:

@@ -45,6 +45,7 @@ class BenchOptions:
     baselines_only: bool = False
     keep_noop: bool = False
     baseline_documents: int = 100_000
+    measure_cpu: bool = False  # CPU per document and role of this deployment over the run (bench-suite)
 
 
 def add_parser(subparsers) -> None:
@@ -66,6 +67,8 @@ def add_parser(subparsers) -> None:
     add("--cache-dir", type=Path, help="signed documents cache (default DATA_DIR/bench-cache)")
     add("--timeout-s", type=_positive(float), default=30.0, help="an answer later than this is an error")
     add("--drain-timeout-s", type=_positive(float), default=300.0, help="wait this long for the ledger")
+    add("--measure-cpu", action="store_true",
+        help="report µs of CPU per document for each role of this deployment (read from /proc)")
     baselines.add_arguments(add, _positive(int))
     bench.set_defaults(func=cmd_bench)
 
@@ -126,6 +129,7 @@ async def run_bench(settings, options: BenchOptions, say=print) -> dict:
         if builder.request_count < 1:
             raise ValueError("no unused documents left in the series: raise --documents")
         context["load_average_before"] = os.getloadavg()
+        cpu_before = await _cpu_start(settings) if options.measure_cpu else None
         load, acks, doc_errors, samples, (start, wall_start_ms) = await drive(
             options, builder, url.hostname, url.port or 80, monitor, say)
         sent_to = first + (load.last_index + 1) * options.batch_size
@@ -138,6 +142,8 @@ async def run_bench(settings, options: BenchOptions, say=print) -> dict:
         await monitor.wait_drained(options.drain_timeout_s, drained)
         unanswered = {first + i * options.batch_size + k for i in load.unanswered
                       for k in range(options.batch_size)}
+        if cpu_before is not None:
+            context["cpu_us_per_document"] = _cpu_used(settings, cpu_before, int(sum(load.accepted)))
         recorded = await ledger.check_exactly_once(pool, series, first, acks, unanswered)
     finally:
         await monitor.close()
@@ -150,6 +156,23 @@ async def run_bench(settings, options: BenchOptions, say=print) -> dict:
             settings, options, series, first, report["result"]["accepted_docs_per_s"], say)
     write_files(report, options, say)
     return report
+
+
+async def _cpu_start(settings) -> tuple:
+    """Idle CPU per role (3 s with no load), then the snapshot the run's usage starts from."""
+    from posray.bench import cpu
+
+    markers = cpu.markers_of(settings)
+    idle = await asyncio.to_thread(cpu.idle_rate, markers)
+    return markers, idle, cpu.snapshot(markers), time.monotonic()
+
+
+def _cpu_used(settings, started: tuple, documents: int) -> dict[str, float]:
+    """µs of CPU per document and role from `started` to now, idle usage subtracted."""
+    from posray.bench import cpu
+
+    markers, idle, before, at = started
+    return cpu.per_document_us(before, cpu.snapshot(markers), documents, idle, time.monotonic() - at)
 
 
 def params_of(options: BenchOptions, settings) -> dict:

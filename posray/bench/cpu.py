@@ -59,13 +59,33 @@ def snapshot(markers: list[str], own_pid: int | None = None) -> dict[str, float]
     return out
 
 
-def per_document_us(before: dict[str, float], after: dict[str, float], documents: int) -> dict[str, float]:
-    """Microseconds of CPU per document and role between two snapshots (processes that
-    restarted in between count from zero: their time before is lost, never negative)."""
+def per_document_us(before: dict[str, float], after: dict[str, float], documents: int,
+                    idle_per_s: dict[str, float] | None = None, window_s: float = 0.0) -> dict[str, float]:
+    """Microseconds of CPU per document and role between two snapshots.
+
+    Args:
+        idle_per_s: each role's CPU seconds per second with no load (Ray's agents, Serve's
+            controller, health checks, metrics); `window_s` of it is subtracted so that what
+            remains is what the documents cost.
+
+    Processes that restarted in between count from zero; a role never goes below zero.
+    """
     if documents <= 0:
         return {}
+    idle = idle_per_s or {}
     roles = sorted(set(before) | set(after))
-    return {r: round(max(0.0, after.get(r, 0.0) - before.get(r, 0.0)) / documents * 1e6, 1) for r in roles}
+    used = {r: after.get(r, 0.0) - before.get(r, 0.0) - idle.get(r, 0.0) * window_s for r in roles}
+    return {r: round(max(0.0, u) / documents * 1e6, 1) for r, u in used.items()}
+
+
+def idle_rate(markers: list[str], seconds: float = 3.0) -> dict[str, float]:
+    """CPU seconds per second and role while nothing is sent (blocks for `seconds`)."""
+    import time
+
+    before, started = snapshot(markers), time.monotonic()
+    time.sleep(seconds)
+    after, elapsed = snapshot(markers), time.monotonic() - started
+    return {r: max(0.0, after.get(r, 0.0) - before.get(r, 0.0)) / elapsed for r in set(before) | set(after)}
 
 
 def _role(cmd: str) -> str:

@@ -170,6 +170,7 @@ BASELINE_LABELS = {
     "naive_peer": "naive peer (Starlette + asyncpg)",
     "redis_xadd": "raw Redis XADD, pipelined",
     "pg_copy": "raw PostgreSQL COPY",
+    "posray_ledger": "posray ledger drain, one process",
 }
 
 

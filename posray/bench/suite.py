@@ -69,7 +69,7 @@ def cmd_suite(args) -> int:
 async def run_suite(settings, options: SuiteOptions, say=print) -> dict:
     """Run the four measurements; return (and write) the suite summary with its verdicts."""
     base = BenchOptions(terminals=options.terminals, documents=_documents(options.duration_s, 20_000),
-                        out_dir=options.out_dir, baseline_documents=options.baseline_documents)
+                        out_dir=options.out_dir, baseline_documents=options.baseline_documents, measure_cpu=True)
     say("== 1/4 batches of 100, closed loop, with every baseline")
     batch = await run_bench(settings, replace(base, batch_size=100, connections=16,
                                               duration_s=options.duration_s, baselines=ALL), say)
@@ -78,34 +78,22 @@ async def run_suite(settings, options: SuiteOptions, say=print) -> dict:
                                                duration_s=options.duration_s, baselines=("noop", "naive")), say)
     half_rate = max(1.0, single["result"]["accepted_docs_per_s"] / 2)
     say(f"== 3/4 single documents, open loop at half the maximum: {half_rate:,.0f}/s")
-    half, single_cpu = await _measured(settings, replace(base, batch_size=1, connections=64, rate=half_rate,
-                                                         duration_s=options.duration_s), say)
+    half = await run_bench(settings, replace(base, batch_size=1, connections=64, rate=half_rate,
+                                             duration_s=options.duration_s), say)
     ledger_rate = max(100.0, 0.8 * batch["result"]["accepted_docs_per_s"])
     say(f"== 4/4 batches of 100, open loop at 80 % of the batched maximum for "
         f"{options.ledger_duration_s:.0f} s: {ledger_rate:,.0f} docs/s")
     long_run = replace(base, batch_size=100, connections=32, rate=ledger_rate, duration_s=options.ledger_duration_s,
                        documents=int(ledger_rate * options.ledger_duration_s * 1.05) + 1_000)
-    ledger, batch_cpu = await _measured(settings, long_run, say)
+    ledger = await run_bench(settings, long_run, say)
     summary = summarize(batch, single, half, ledger)
-    summary["cpu_us_per_document"] = {"single_documents": single_cpu, "batches_of_100": batch_cpu}
+    single_cpu, batch_cpu = single["context"]["cpu_us_per_document"], batch["context"]["cpu_us_per_document"]
+    summary["cpu_us_per_document"] = {"single_documents": single_cpu, "batches_of_100": batch_cpu,
+                                      "measured_in": "the closed-loop runs (maximum rate), idle CPU subtracted"}
     summary["scaling_model"] = {"single_documents": cpu.scaling_model(single_cpu),
                                 "batches_of_100": cpu.scaling_model(batch_cpu)}
     _write(summary, options.out_dir, say)
     return summary
-
-
-async def _measured(settings, options: BenchOptions, say) -> tuple[dict, dict[str, float]]:
-    """run_bench, and the deployment's CPU per document and role over it (ledger drained included).
-
-    The window also holds the bench's setup (signing happens in the bench's own processes, which
-    do not count; importing terminals costs PostgreSQL a little).
-    """
-    markers = cpu.markers_of(settings)
-    before = cpu.snapshot(markers)
-    report = await run_bench(settings, options, say)
-    used = cpu.per_document_us(before, cpu.snapshot(markers), report["result"]["documents_accepted"])
-    say("CPU µs per document: " + ", ".join(f"{role} {us:g}" for role, us in used.items()))
-    return report, used
 
 
 def _documents(duration_s: float, rate_max: float) -> int:
@@ -126,7 +114,8 @@ def summarize(batch: dict, single: dict, half: dict, ledger: dict) -> dict:
                 _rate(base_b, "noop_serve"), ">=", 0.5),
         _target("batched path vs the reference's 15,000 documents/s", b["accepted_docs_per_s"],
                 REFERENCE_SUSTAINED_DOCS_PER_S, ">=", 1.0),
-        _target("ledger rate in the 80 % run vs raw COPY", steady["recorded_docs_per_s"], copy_rate, ">=", 0.5),
+        _target("ledger capacity (one process draining a backlog) vs raw COPY (one connection)",
+                _rate(base_b, "posray_ledger"), copy_rate, ">=", 0.5),
         {"target": "ledger keeps up for the whole 80 % run (backlog bounded, not growing)",
          "measured": steady, "met": steady["keeps_up"]},
         {"target": "p99 acknowledgement latency at half the single-document maximum <= 50 ms",

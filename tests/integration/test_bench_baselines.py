@@ -88,6 +88,30 @@ class TestRawAppends:
         assert scratch_schemas(bench_dsn) == []
 
 
+class TestLedgerCapacity:
+    def test_posray_records_every_captured_document_once_in_chained_batches_then_cleans_up(
+            self, series, bench_dsn, redis_url, seed_file):
+        from posray.bench.ledger_capacity import ledger_capacity
+
+        entries = baselines.load_entries(series, 0, DOCUMENTS)
+        databases_before = run(_databases(bench_dsn))
+
+        block = run(ledger_capacity(redis_url, bench_dsn, entries, 3, 64, load_keys(seed_file).code))
+
+        assert block["documents"] == block["recorded"] == DOCUMENTS and block["docs_per_s"] > 0
+        assert block["batches"] >= DOCUMENTS // (64 + 100)  # batches of <= 64 docs + one capture call
+        assert keys_under(redis_url, "posray-bench-ledger:") == []
+        assert run(_databases(bench_dsn)) == databases_before
+
+
+async def _databases(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return sorted(r[0] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'posray_bench_ledger_%'"))
+    finally:
+        await conn.close()
+
+
 class TestNaivePeer:
     @pytest.mark.parametrize("batch_size", [1, 10])
     def test_stores_each_accepted_document_once_and_drops_its_table(self, series, bench_dsn, seed_file,

@@ -32,6 +32,12 @@ def test_per_document_time_is_the_difference_over_the_documents_and_never_negati
     assert per_document_us({}, {"redis": 1.0}, 0) == {}
 
 
+def test_idle_usage_over_the_window_is_subtracted():
+    used = per_document_us({"ray_system": 10.0, "redis": 0.0}, {"ray_system": 12.0, "redis": 0.5}, 1000,
+                           idle_per_s={"ray_system": 0.1, "redis": 0.001}, window_s=20.0)
+    assert used == {"ray_system": 0.0, "redis": 480.0}
+
+
 def test_the_model_plans_single_threaded_roles_one_process_per_busy_core():
     model = scaling_model({"serve_replicas": 60, "ingest_shards": 30, "ledger_writers": 24, "redis": 6,
                            "postgres": 20}, {"peak": 70_000})["peak"]
