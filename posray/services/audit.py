@@ -20,26 +20,21 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable, NoReturn, Protocol
 
-import orjson
-
 from posray.adapters.pg_audit import AuditBatch, AuditCheckpoint, AuditRow
-from posray.domain.canonical import canonical_bytes
 from posray.domain.chain import GENESIS_HASH, BatchHeader
 from posray.domain.codes import CodeKey, make_code
-from posray.domain.errors import PosrayError
-from posray.domain.merkle import EMPTY_ROOT, leaf_hash, node_hash
+from posray.domain.merkle import leaf_hash
 from posray.domain.chain import parse_chain_extension
 from posray.domain.note import NoteError, NoteVerifier, open_checkpoint
+from posray.domain.frontier import Frontier
 from posray.domain.tlog import STRIDE
-from posray.domain.transaction import issued_at_ms
+from posray.services.audit_records import differing_columns, is_canonical, parse_record
 
 PAGE_ROWS_DEFAULT = 5000
 SIDE_PAGE_ROWS = 1000  # batches, log nodes and checkpoints are fewer than rows
 _KEY_MIN = -(1 << 63)  # cursors start below any stored key, so rows with keys < 1 are seen too
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class LedgerReader(Protocol):
@@ -85,44 +80,6 @@ class ShardAudit:
         out = asdict(self)
         out["first_divergence"] = self.first_divergence.to_json() if self.first_divergence else None
         return out
-
-
-class Frontier:
-    """The compact frontier of a growing RFC 6962 tree: the roots of its perfect subtrees.
-
-    A tree of n leaves is the perfect subtrees named by the binary digits of n, largest first,
-    and its root folds them from the right (the RFC's largest-power-of-two split), so the
-    frontier holds at most log2(n) + 1 hashes.
-    """
-
-    __slots__ = ("size", "_levels", "_hashes")
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._levels: list[int] = []
-        self._hashes: list[bytes] = []
-
-    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        """Add the next leaf hash; return the subtrees it completes as (level, index, hash), lowest first."""
-        self.size += 1
-        level, value, completed = 0, leaf, []
-        while self._levels and self._levels[-1] == level:
-            self._levels.pop()
-            value = node_hash(self._hashes.pop(), value)
-            level += 1
-            completed.append((level, (self.size >> level) - 1, value))
-        self._levels.append(level)
-        self._hashes.append(value)
-        return completed
-
-    def root(self) -> bytes:
-        """Merkle Tree Hash of all leaves appended so far."""
-        if not self._hashes:
-            return EMPTY_ROOT
-        value = self._hashes[-1]
-        for left in reversed(self._hashes[:-1]):
-            value = node_hash(left, value)
-        return value
 
 
 class _Diverged(Exception):
@@ -280,10 +237,10 @@ class _ShardAuditor:
         seq = row.seq
         if leaf_hash(row.record) != row.leaf_hash:
             self._diverge("leaf_hash", f"leaf hash of seq {seq} does not match its record", seq, row.batch_no)
-        record = _parse_record(row.record)
+        record = parse_record(row.record)
         if record is None:
             self._diverge("record_unparsable", f"record of seq {seq} does not parse", seq, row.batch_no)
-        if not _is_canonical(record, row.record):
+        if not is_canonical(record, row.record):
             self._diverge("record_not_canonical", f"record of seq {seq} is not canonical JSON", seq, row.batch_no)
         if record["shard"] != self._shard or record["seq"] != seq:
             self._diverge("record_position", f"record of seq {seq} names shard {record['shard']} seq "
@@ -291,7 +248,7 @@ class _ShardAuditor:
         if self._code_key is not None and record["code"] != make_code(self._code_key, self._shard, seq):
             self._diverge("record_code", f"record of seq {seq} carries code {record['code']}, not the code "
                           f"of shard {self._shard} seq {seq}", seq, row.batch_no)
-        differing = _differing_columns(row, record)
+        differing = differing_columns(row, record)
         if differing:
             self._diverge("row_columns", f"ledger row columns ({'/'.join(differing)}) of seq {seq} differ "
                           "from the record", seq, row.batch_no)
@@ -362,57 +319,3 @@ class _ShardAuditor:
             self._diverge("checkpoint_beyond_log", f"checkpoint at size {checkpoint.tree_size} claims "
                           f"{checkpoint.tree_size} leaves, the log holds only {size} (tail truncated)",
                           size + 1)
-
-
-def _parse_record(data: bytes) -> dict | None:
-    """The record as a dict with the members the audit reads, or None when it is not one."""
-    try:
-        record = orjson.loads(data)
-        ok = (type(record["shard"]) is int and type(record["seq"]) is int
-              and isinstance(record["code"], str) and isinstance(record["document"], dict))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    return record if ok else None
-
-
-def _is_canonical(record: dict, data: bytes) -> bool:
-    """True when `data` is the RFC 8785 spelling of `record` (orjson first: 10x faster, and equal
-    to canonical_bytes unless keys mix characters beyond the BMP)."""
-    if orjson.dumps(record, option=orjson.OPT_SORT_KEYS) == data:
-        return True
-    try:
-        return canonical_bytes(record) == data
-    except ValueError:
-        return False
-
-
-def _differing_columns(row: AuditRow, record: dict) -> list[str]:
-    """Names of the indexed row columns that do not say what the record says."""
-    document = record["document"]
-    expected = {
-        "terminal_id": document.get("terminal_id"),
-        "counter": document.get("counter"),
-        "total_minor": document.get("total_minor"),
-        "issued_at": _ms_or_none(issued_at_ms, document.get("issued_at")),
-        "accepted_at": _ms_or_none(_exact_ms, record.get("accepted_at")),
-    }
-    actual = {
-        "terminal_id": row.terminal_id, "counter": row.counter, "total_minor": row.total_minor,
-        "issued_at": row.issued_at_ms, "accepted_at": row.accepted_at_ms,
-    }
-    return [name for name, value in expected.items() if actual[name] != value]
-
-
-def _ms_or_none(parse: Callable[[str], int], text) -> int | None:
-    try:
-        return parse(text)
-    except (PosrayError, TypeError, ValueError):
-        return None
-
-
-def _exact_ms(text: str) -> int:
-    """Epoch milliseconds of a UTC timestamp with millisecond precision, without float rounding."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError("timestamp without offset")
-    return (moment - _EPOCH) // timedelta(milliseconds=1)

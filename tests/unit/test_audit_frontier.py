@@ -4,7 +4,7 @@ import hashlib
 
 from posray.domain import tlog
 from posray.domain.merkle import EMPTY_ROOT, leaf_hash, root_hash
-from posray.services.audit import Frontier
+from posray.domain.frontier import Frontier
 
 
 def leaves(n):
