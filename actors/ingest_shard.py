@@ -15,7 +15,7 @@ import ray
 
 from actors.metrics import IngestMetrics
 from posray.adapters.keyfile import load_keys
-from posray.adapters.pg import create_pool
+from posray.adapters.pg import check_layout, create_pool
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.domain.errors import Unavailable
@@ -48,6 +48,7 @@ class IngestShard:
             log.warning("Redis durability is %r: acknowledged documents may be lost on a crash", durability)
         pool = await create_pool(self._settings.pg_dsn, size_max=1)
         try:
+            await check_layout(pool, self._settings.shard_count)
             ledger = PgLedger(pool)
             for shard in self._shards:
                 head = await ledger.head(shard)

@@ -15,7 +15,7 @@ import ray
 
 from actors.metrics import LedgerMetrics
 from posray.adapters.keyfile import load_keys
-from posray.adapters.pg import create_pool
+from posray.adapters.pg import check_layout, create_pool
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import connect
 from posray.adapters.redis_stream import RedisShardStream
@@ -53,8 +53,12 @@ class LedgerWriter:
         while pool is None:
             try:
                 pool = await create_pool(self._settings.pg_dsn, size_max=len(self._shards) + 1)
-            except PosrayError as e:
+                await check_layout(pool, self._settings.shard_count)
+            except PosrayError as e:  # PostgreSQL away, or a shard count the ledger refuses
                 self._errors = {s: str(e) for s in self._shards}
+                if pool is not None:
+                    await pool.close()
+                    pool = None
                 await asyncio.sleep(1)
         ledger = PgLedger(pool)
         s = self._settings

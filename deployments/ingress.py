@@ -16,7 +16,7 @@ from actors.metrics import IngressMetrics
 from actors.placement import ingest_name, ledger_name, owned_shards, owner_of
 from deployments.http_api import Backend, PosrayApi
 from posray.adapters.keyfile import load_keys
-from posray.adapters.pg import create_pool
+from posray.adapters.pg import check_layout, create_pool
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_merchants import PgMerchants
 from posray.adapters.pg_terminals import PgTerminals
@@ -64,6 +64,7 @@ class ReplicaBackend:
         s = self._settings
         keys = load_keys(s.seed_file)
         pool = await create_pool(s.pg_dsn, size_max=4)
+        await check_layout(pool, s.shard_count)
         terminals = PgTerminals(pool)
         directory = TerminalDirectory(terminals, keys.terminal_master, s.terminal_cache_max)
         await directory.start()

@@ -70,6 +70,18 @@ def cmd_up(args) -> int:
     return 0
 
 
+async def _schema_and_layout(settings: Settings) -> None:
+    """Apply the schema; record the shard count, or refuse one the ledger was not created with."""
+    from posray.adapters.pg import apply_schema, check_layout, create_pool
+
+    await apply_schema(settings.pg_dsn)
+    pool = await create_pool(settings.pg_dsn, size_max=1)
+    try:
+        await check_layout(pool, settings.shard_count)
+    finally:
+        await pool.close()
+
+
 def _bring_up(settings: Settings) -> tuple[Settings, str]:
     """Embedded servers where no URL is configured, the schema, Ray, the actors and Serve.
 
@@ -77,7 +89,7 @@ def _bring_up(settings: Settings) -> tuple[Settings, str]:
     stops it even if this process dies half-way.
     """
     from posray import embedded
-    from posray.adapters.pg import apply_schema, ensure_database
+    from posray.adapters.pg import ensure_database
 
     state: dict = {}
     if settings.redis_url is None:
@@ -93,7 +105,7 @@ def _bring_up(settings: Settings) -> tuple[Settings, str]:
         dsn = asyncio.run(ensure_database(info.url, "posray"))
         settings = settings.replace(pg_dsn=dsn)
         print(f"embedded PostgreSQL at {dsn}")
-    asyncio.run(apply_schema(settings.pg_dsn))
+    asyncio.run(_schema_and_layout(settings))
     _ray_env()
     from deployments import launcher
 

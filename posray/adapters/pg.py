@@ -44,6 +44,24 @@ async def translated():
         raise Unavailable(f"PostgreSQL is unreachable: {type(e).__name__}") from e
 
 
+async def check_layout(pool: asyncpg.Pool, shard_count: int) -> None:
+    """Record the shard count on first use; afterwards refuse any other.
+
+    Raises:
+        Unavailable: the ledger was created with another shard count (a configuration error that
+            no retry fixes, but terminals must still get 503s, not captures into wrong shards).
+    """
+    async with translated(), pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO posray_layout (shard_count) VALUES ($1) ON CONFLICT DO NOTHING", shard_count)
+        recorded = await conn.fetchval("SELECT shard_count FROM posray_layout")
+    if recorded != shard_count:
+        raise Unavailable(
+            f"configured for {shard_count} shards but the ledger was created with {recorded}: a "
+            f"terminal's shard depends on the shard count, so it can never change (set "
+            f"POSRAY_SHARD_COUNT={recorded})")
+
+
 async def apply_schema(dsn: str) -> None:
     """Create posray's tables, triggers and indexes if they are missing (idempotent)."""
     async with translated():

@@ -106,3 +106,18 @@ ALTER TABLE merchants ADD COLUMN IF NOT EXISTS token_version int NOT NULL DEFAUL
 CREATE INDEX IF NOT EXISTS terminals_merchant ON terminals (merchant_id, terminal_id);
 CREATE INDEX IF NOT EXISTS ledger_entries_terminal_accepted ON ledger_entries (terminal_id, accepted_at);
 INSERT INTO posray_schema (version) VALUES (3) ON CONFLICT DO NOTHING;
+
+-- Version 4: the number of logical shards, fixed when the ledger is created. A terminal's shard
+-- is SHA-256(terminal_id) mod this number: another number would move terminals to other chains
+-- and other idempotency keys (a resent sale would be captured twice), so every component
+-- compares its configuration with this row before it touches a shard (posray.adapters.pg).
+CREATE TABLE IF NOT EXISTS posray_layout (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    shard_count int NOT NULL CHECK (shard_count BETWEEN 1 AND 65536),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE TRIGGER posray_layout_no_change BEFORE UPDATE OR DELETE ON posray_layout
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER posray_layout_no_truncate BEFORE TRUNCATE ON posray_layout
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+INSERT INTO posray_schema (version) VALUES (4) ON CONFLICT DO NOTHING;
