@@ -228,12 +228,27 @@ def _wait_http(settings: Settings) -> None:
     raise RuntimeError(f"the Serve app did not answer on {url}")
 
 
-def undeploy(settings: Settings) -> None:
-    """Delete the Serve app and kill posray's actors (their data stays in Redis/PostgreSQL)."""
-    try:
-        serve.delete(APP_NAME)
-    except Exception as e:  # the app may not exist
-        log.info("serve.delete: %s", e)
+def rescale(settings: Settings, ingest_actors: int, ledger_actors: int) -> Settings:
+    """Give the logical shards to a new number of actors; return the settings now deployed.
+
+    Logical shards move between actors (and so between nodes); a terminal's shard never does,
+    because shard_count stays. Idempotency keys and sequences live in Redis per logical shard
+    and the chain heads in PostgreSQL, so they move with the shard: a new IngestShard raises
+    its counters to the ledger's height, a new LedgerWriter resyncs from its chain head and
+    takes over the shard's pending stream entries. The old actors go first (no two writers
+    ever record one shard); requests in the gap get 503 + Retry-After, and the replicas are
+    replaced with the new routing by a Serve update.
+    """
+    new = settings.replace(ingest_actors=ingest_actors, ledger_actors=ledger_actors)
+    _kill_actors(settings)
+    ensure_actors(new)
+    serve.run(build_app(new), name=APP_NAME, route_prefix="/", blocking=False)
+    _wait_http(new)
+    return new
+
+
+def _kill_actors(settings: Settings) -> None:
+    """Kill posray's actors for good and wait until their names are free."""
     names = [ingest_name(settings.key_prefix, i) for i in range(settings.ingest_actors)]
     names += [ledger_name(settings.key_prefix, i) for i in range(settings.ledger_actors)]
     for name in names:
@@ -241,6 +256,23 @@ def undeploy(settings: Settings) -> None:
             ray.kill(ray.get_actor(name, namespace=settings.ray_namespace), no_restart=True)
         except ValueError:
             pass
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    for name in names:
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(name, namespace=settings.ray_namespace)
+            except ValueError:
+                break
+            time.sleep(0.1)
+
+
+def undeploy(settings: Settings) -> None:
+    """Delete the Serve app and kill posray's actors (their data stays in Redis/PostgreSQL)."""
+    try:
+        serve.delete(APP_NAME)
+    except Exception as e:  # the app may not exist
+        log.info("serve.delete: %s", e)
+    _kill_actors(settings)
 
 
 def ledger_status(settings: Settings) -> dict[int, dict]:

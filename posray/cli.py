@@ -153,6 +153,31 @@ def cmd_down(args) -> int:
     return 0
 
 
+def cmd_scale(args) -> int:
+    """Move the logical shards to a new number of IngestShard / LedgerWriter actors."""
+    settings = _settings(args)
+    state_path = settings.data_dir / STATE_FILE
+    if settings.ray_address is None or not state_path.exists():
+        print("posray scale: no deployment found here (run `posray up` first)", file=sys.stderr)
+        return 2
+    counts = (args.ingest_actors or settings.ingest_actors, args.ledger_actors or settings.ledger_actors)
+    if not all(1 <= n <= settings.shard_count for n in counts):
+        print(f"posray scale: actors must be between 1 and the shard count ({settings.shard_count})",
+              file=sys.stderr)
+        return 2
+    _ray_env()
+    from deployments import launcher
+
+    launcher.connect(settings.ray_address, settings)
+    new = launcher.rescale(settings, *counts)
+    state = json.loads(state_path.read_text())
+    state["deployed"] = {k: getattr(new, k) for k in DEPLOYED}
+    _save_state(new, **state)
+    print(f"{new.shard_count} logical shards now on {new.ingest_actors} IngestShard and "
+          f"{new.ledger_actors} LedgerWriter actors")
+    return 0
+
+
 def cmd_status(args) -> int:
     from posray.services.status import gather_status
 
@@ -231,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--shards", type=int, help="logical shard count (fixed at setup)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `posray up` started").set_defaults(func=cmd_down)
+    scale = sub.add_parser("scale", help="move the logical shards to more (or fewer) actors")
+    scale.add_argument("--ingest-actors", type=int, help="IngestShard actors (default: unchanged)")
+    scale.add_argument("--ledger-actors", type=int, help="LedgerWriter actors (default: unchanged)")
+    scale.set_defaults(func=cmd_scale)
     status = sub.add_parser("status", help="shards, stream backlogs and ledger heights")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
