@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up down status test test-fast clean
+.PHONY: install demo up down status test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,11 @@ down: $(STAMP)
 
 status: $(STAMP)
 	$(VENV)/bin/posray status
+
+## The performance targets of docs/performance.md in one run (~15 min): posray up, bench-suite, down.
+bench: $(STAMP)
+	$(VENV)/bin/posray up
+	$(VENV)/bin/posray bench-suite --out bench-results; status=$$?; $(VENV)/bin/posray down; exit $$status
 
 ## Install and run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, Redis on 6379).
 test: $(STAMP)
