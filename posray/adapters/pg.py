@@ -51,10 +51,14 @@ async def check_layout(pool: asyncpg.Pool, shard_count: int) -> None:
         Unavailable: the ledger was created with another shard count (a configuration error that
             no retry fixes, but terminals must still get 503s, not captures into wrong shards).
     """
-    async with translated(), pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO posray_layout (shard_count) VALUES ($1) ON CONFLICT DO NOTHING", shard_count)
-        recorded = await conn.fetchval("SELECT shard_count FROM posray_layout")
+    try:
+        async with translated(), pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO posray_layout (shard_count) VALUES ($1) ON CONFLICT DO NOTHING", shard_count)
+            recorded = await conn.fetchval("SELECT shard_count FROM posray_layout")
+    except asyncpg.UndefinedTableError:
+        raise Unavailable("the database schema is older than this posray (no posray_layout table): "
+                          "apply it as the schema owner first (posray up does; see docs/operations.md)") from None
     if recorded != shard_count:
         raise Unavailable(
             f"configured for {shard_count} shards but the ledger was created with {recorded}: a "
