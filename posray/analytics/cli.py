@@ -1,4 +1,4 @@
-"""`posray analytics generate|snapshot|fiscal|retail|demand|integrity`: shortcuts to the analytics jobs.
+"""`posray analytics generate|snapshot|fiscal|retail|demand|integrity|bench`: shortcuts to the analytics jobs.
 
 The Ray jobs (`python -m jobs.snapshot ...`) build their parsers from the functions here, so a
 job and its shortcut take the same flags. Defaults come from posray's settings: POSRAY_* and
@@ -81,6 +81,26 @@ def generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes generating disjoint shards in parallel")
 
 
+def bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's data (generated when --snapshot holds none), engines and repetitions."""
+    parser.add_argument("--out", type=Path, help="where bench.json and bench.png go (default <data dir>/bench)")
+    parser.add_argument("--snapshot", type=Path, help="the snapshot to read; written there first when the folder "
+                        "is empty or missing (default <out>/snapshot)")
+    parser.add_argument("--documents", type=int, default=1_000_000, help="about how many receipts to generate")
+    parser.add_argument("--days", type=int, default=91)
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 5), help="first day, YYYY-MM-DD")
+    parser.add_argument("--merchants", type=int, default=120)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--engines", default="ray,polars,duckdb", help="comma-separated: ray, polars, duckdb")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per engine; the median counts")
+    parser.add_argument("--tasks", type=int, help="Ray tasks (partitions of days) per report "
+                        "(default: the cluster's CPUs)")
+    parser.add_argument("--address", help="Ray cluster to use (default RAY_ADDRESS, else a private local one)")
+    parser.add_argument("--period", choices=("day", "week", "month"), default="month")
+    parser.add_argument("--top", type=int, default=15, help="how many products to rank")
+
+
 def add_parser(subparsers) -> None:
     """Register `analytics` and its commands on the `posray` parser."""
     analytics = subparsers.add_parser("analytics", help="demo history, ledger snapshots, fiscal, retail, demand "
@@ -104,6 +124,10 @@ def add_parser(subparsers) -> None:
     integrity = sub.add_parser("integrity", help="counter gaps, late uploads, refund outliers, duplicate receipts")
     integrity_arguments(integrity)
     integrity.set_defaults(func=lambda args: _job("integrity").run(args))
+    bench = sub.add_parser("bench", help="time the fiscal and retail analytics as a Ray job, in one Polars "
+                           "process and in DuckDB on the same generated snapshot")
+    bench_arguments(bench)
+    bench.set_defaults(func=lambda args: _job("bench").run(args))
 
 
 def settings_for(args):
