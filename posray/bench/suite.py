@@ -92,8 +92,7 @@ async def run_suite(settings, options: SuiteOptions, say=print) -> dict:
     single_cpu, batch_cpu = single["context"]["cpu_us_per_document"], batch["context"]["cpu_us_per_document"]
     summary["cpu_us_per_document"] = {"single_documents": single_cpu, "batches_of_100": batch_cpu,
                                       "measured_in": "the closed-loop runs (maximum rate), idle CPU subtracted"}
-    summary["scaling_model"] = {"single_documents": cpu.scaling_model(single_cpu),
-                                "batches_of_100": cpu.scaling_model(batch_cpu)}
+    summary["scaling_model"] = scaling(single_cpu, batch_cpu)
     _write(summary, options.out_dir, say)
     return summary
 
@@ -169,6 +168,25 @@ def _rate(baselines: dict, name: str):
 
 def _r(value):
     return None if value is None else round(value, 2)
+
+
+EDGE_ROLES = ("serve_replicas", "haproxy", "ray_system")  # paid per HTTP request
+
+
+def scaling(single_cpu: dict[str, float], batch_cpu: dict[str, float]) -> dict:
+    """The model for three workloads.
+
+    At this machine's single-document maximum the backend's calls and ledger batches are small,
+    so their fixed costs weigh on every document; under the reference load replicas coalesce
+    requests into full calls and batches. "single documents at scale" therefore takes the edge
+    (per request) from the single-document run and the backend from the batched run; the pure
+    single-document model is an upper bound.
+    """
+    at_scale = {r: (single_cpu if r in EDGE_ROLES else batch_cpu).get(r, 0.0)
+                for r in set(single_cpu) | set(batch_cpu)}
+    return {"single_documents_as_measured": cpu.scaling_model(single_cpu),
+            "single_documents_at_scale": cpu.scaling_model(at_scale),
+            "batches_of_100": cpu.scaling_model(batch_cpu)}
 
 
 def model_markdown(summary: dict) -> str:
