@@ -15,7 +15,8 @@ from ray.util.metrics import Counter, Gauge, Histogram
 from posray.services.activity import ActiveTerminals
 from posray.services.recording import BatchRecorded
 
-ACK_LATENCY_MS_BOUNDARIES = [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000]
+ACK_LATENCY_MS_BOUNDARIES = [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000,
+                             10_000, 30_000]  # the terminals time out at 30 s
 LEDGER_LAG_MS_BOUNDARIES = [10, 25, 50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000,
                             60_000, 300_000]
 BATCH_DOCUMENTS_BOUNDARIES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
