@@ -227,14 +227,6 @@ def _merge_baskets(histograms: pl.DataFrame) -> pl.DataFrame:
 
 def _merge_stores(stores: pl.DataFrame) -> pl.DataFrame:
     """retail.store_comparison from its raw sums per partition."""
-    return (
-        stores.group_by("merchant_id", "store", "currency").agg(pl.exclude("merchant_id", "store", "currency").sum())
-        .with_columns(
-            (pl.col("net_revenue_minor") / pl.col("days")).alias("revenue_per_day_minor"),
-            pl.when(pl.col("receipts") > 0).then(pl.col("_sales") / pl.col("receipts")).alias("avg_basket_minor"),
-            pl.when(pl.col("_sales") > 0).then(pl.col("_refunds") / pl.col("_sales")).alias("refund_ratio"),
-            pl.when(pl.col("_paid") != 0).then(pl.col("_cash") / pl.col("_paid")).alias("cash_share"),
-        )
-        .drop("_sales", "_refunds", "_cash", "_paid")
-        .sort("revenue_per_day_minor", "merchant_id", "store", descending=[True, False, False])
-    )
+    summed = stores.group_by("merchant_id", "store", "currency").agg(
+        pl.exclude("merchant_id", "store", "currency").sum())
+    return retail.store_ratios(summed)

@@ -188,7 +188,15 @@ def store_comparison(documents: pl.LazyFrame) -> pl.LazyFrame:
             sales.alias("_sales"), refunds.alias("_refunds"),
             (_SIGN * pl.col("cash_minor")).sum().alias("_cash"), paid.alias("_paid"),
         )
-        .with_columns(
+        .pipe(store_ratios)
+    )
+
+
+def store_ratios(sums):
+    """From per-store sums (net revenue, receipts, days, _sales, _refunds, _cash, _paid) to the
+    comparison's ratios, highest revenue per day first (a LazyFrame or a DataFrame)."""
+    return (
+        sums        .with_columns(
             (pl.col("net_revenue_minor") / pl.col("days")).alias("revenue_per_day_minor"),
             pl.when(pl.col("receipts") > 0).then(pl.col("_sales") / pl.col("receipts")).alias("avg_basket_minor"),
             pl.when(pl.col("_sales") > 0).then(pl.col("_refunds") / pl.col("_sales")).alias("refund_ratio"),
