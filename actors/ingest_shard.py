@@ -16,10 +16,11 @@ import ray
 from actors.metrics import IngestMetrics
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import check_layout, create_pool
-from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.domain.errors import Unavailable
 from posray.services.capture import capture_owned
+from posray.services.fencing import ShardFences
 from posray.settings import Settings
 
 log = logging.getLogger("posray.ingest")
@@ -38,6 +39,7 @@ class IngestShard:
             self._client, settings.key_prefix, settings.idempotency_ttl_s, settings.stream_backlog_max
         )
         self._metrics = IngestMetrics()
+        self._fences: ShardFences | None = None
         self._ready = asyncio.get_running_loop().create_task(self._prepare())
 
     async def _prepare(self) -> None:
@@ -46,22 +48,29 @@ class IngestShard:
             if self._settings.redis_require_aof:
                 raise Unavailable(f"Redis is not durable (appendfsync: {durability}); refusing to ack")
             log.warning("Redis durability is %r: acknowledged documents may be lost on a crash", durability)
-        pool = await create_pool(self._settings.pg_dsn, size_max=1)
-        try:
-            await check_layout(pool, self._settings.shard_count)
-            ledger = PgLedger(pool)
-            for shard in self._shards:
-                head = await ledger.head(shard)
-                await self._capture.raise_seq_floor(shard, head.last_seq)
-        finally:
-            await pool.close()
+        if self._fences is None:
+            # The pool lives as long as the actor: fences are set and reservations extended from it.
+            pool = await create_pool(self._settings.pg_dsn, size_max=2)
+            try:
+                await check_layout(pool, self._settings.shard_count)
+            except Exception:
+                await pool.close()
+                raise
+            s = self._settings
+            self._fences = ShardFences(self._capture, PgFences(pool), s.capture_store_id, s.capture_reservation)
+        for shard in self._shards:
+            await self._fences.ensure(shard)
 
     async def append(self, submissions: list[tuple]) -> list:
         """Capture submissions (as tuples, cheap to pickle) of any owned shards; one result each."""
         await self._ensure_ready()
         for shard, documents in collections.Counter(fields[2] for fields in submissions).items():
             self._metrics.call(shard, documents)
-        return await capture_owned(self._capture, self._keys, self._shards, submissions)
+        results = await capture_owned(self._capture, self._fences, self._keys, self._shards, submissions)
+        while self._fences.losses:  # what re-fencing found lost: counted once, and logged there
+            shard, loss = self._fences.losses.pop()
+            self._metrics.lost(shard, loss.lost_to - loss.lost_from + 1)
+        return results
 
     async def _ensure_ready(self) -> None:
         try:

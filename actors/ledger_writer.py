@@ -16,10 +16,11 @@ import ray
 from actors.metrics import LedgerMetrics
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import check_layout, create_pool
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import connect
 from posray.adapters.redis_stream import RedisShardStream
-from posray.domain.errors import LedgerCorrupted, PosrayError
+from posray.domain.errors import LedgerConflict, LedgerCorrupted, PosrayError
 from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from posray.services.recording import ShardRecorder
 from posray.settings import Settings
@@ -41,6 +42,7 @@ class LedgerWriter:
         self._signer = NoteSigner(settings.log_key_name, keys.signing_seed)
         self._recorders: dict[int, ShardRecorder] = {}
         self._errors: dict[int, str] = {}
+        self._conflicts: dict[int, int] = {}
         self._stream: RedisShardStream | None = None
         self._metrics = LedgerMetrics()
         self._main = asyncio.get_running_loop().create_task(self._run())
@@ -66,7 +68,7 @@ class LedgerWriter:
             shard: ShardRecorder(shard, self._stream, ledger, self._code_key,
                                  s.ledger_batch_max, s.ledger_batch_wait_ms,
                                  self._checkpoint_signer(shard), s.checkpoint_interval_s,
-                                 self._metrics.batch_recorded)
+                                 self._metrics.batch_recorded, PgFences(pool))
             for shard in self._shards
         }
         await asyncio.gather(*(self._loop(r) for r in self._recorders.values()))
@@ -82,7 +84,14 @@ class LedgerWriter:
             try:
                 await recorder.step()
                 self._errors.pop(recorder.shard, None)
+                self._conflicts.pop(recorder.shard, None)
                 backoff_s = 0.1
+            except LedgerConflict as e:  # stopped until an operator releases the conflicts
+                self._errors[recorder.shard] = str(e)
+                self._conflicts[recorder.shard] = len(e.seqs)
+                log.error("ledger shard %d: %s", recorder.shard, e)
+                await asyncio.sleep(BACKOFF_MAX_S)
+                await self._resync(recorder)
             except LedgerCorrupted as e:
                 self._errors[recorder.shard] = str(e)
                 log.error("ledger shard %d: %s", recorder.shard, e)
@@ -112,7 +121,7 @@ class LedgerWriter:
                 for shard, backlog in backlogs.items():
                     recorder = self._recorders.get(shard)
                     age_s = recorder.checkpoint_age_s(now_ms) if recorder else 0.0
-                    self._metrics.shard(shard, backlog, age_s)
+                    self._metrics.shard(shard, backlog, age_s, self._conflicts.get(shard, 0))
             except Exception as e:  # Redis away: the recording loops report it; keep going
                 log.debug("metrics report failed: %s", type(e).__name__)
 
@@ -129,6 +138,7 @@ class LedgerWriter:
                 "last_batch_age_s": None if not recorder or not recorder.last_batch_ms
                 else round(time.time() - recorder.last_batch_ms / 1000, 3),
                 "error": self._errors.get(shard),
+                "conflicts": self._conflicts.get(shard, 0),
             }
         return out
 

@@ -33,6 +33,8 @@ class _Series:
     ledger_lag_ms: Histogram
     stream_backlog: Gauge
     checkpoint_age_s: Gauge
+    ledger_conflicts: Gauge
+    lost_sequences: Counter
 
 
 @cache
@@ -57,6 +59,12 @@ def _series() -> _Series:
                              "and not yet recorded.", tag_keys=("shard",)),
         checkpoint_age_s=Gauge("posray_checkpoint_age_s", "Seconds since the shard's last signed "
                                "checkpoint while it has unsigned leaves; 0 when signed.", tag_keys=("shard",)),
+        ledger_conflicts=Gauge("posray_ledger_conflicts", "Captured documents whose place the ledger "
+                               "holds with another document: recording of the shard has stopped "
+                               "while this is above 0.", tag_keys=("shard",)),
+        lost_sequences=Counter("posray_capture_lost_sequences", "Acknowledged sequences a capture store "
+                               "lost (or, as an upper bound, may have lost), found when re-fencing.",
+                               tag_keys=("shard",)),
     )
 
 
@@ -93,6 +101,9 @@ class IngestMetrics:
     def call(self, shard: int, documents: int) -> None:
         self._series.ingest_batch_documents.observe(documents, {"shard": str(shard)})
 
+    def lost(self, shard: int, sequences: int) -> None:
+        self._series.lost_sequences.inc(sequences, {"shard": str(shard)})
+
 
 class LedgerMetrics:
     """What a LedgerWriter actor records."""
@@ -105,7 +116,8 @@ class LedgerMetrics:
         self._series.ledger_batch_documents.observe(batch.documents, tags)
         self._series.ledger_lag_ms.observe(batch.lag_ms_max, tags)
 
-    def shard(self, shard: int, backlog: int, checkpoint_age_s: float) -> None:
+    def shard(self, shard: int, backlog: int, checkpoint_age_s: float, conflicts: int = 0) -> None:
         tags = {"shard": str(shard)}
         self._series.stream_backlog.set(backlog, tags)
         self._series.checkpoint_age_s.set(checkpoint_age_s, tags)
+        self._series.ledger_conflicts.set(conflicts, tags)

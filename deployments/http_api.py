@@ -26,6 +26,7 @@ from typing import Awaitable, Callable, Protocol
 
 import orjson
 
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_merchants import PgMerchants
 from posray.adapters.pg_terminals import PgTerminals
@@ -84,6 +85,7 @@ class Backend:
     observer: RequestObserver = field(default_factory=_Unobserved)
     limiter: RateLimiter | None = None
     merchants: PgMerchants | None = None
+    fences: PgFences | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -139,14 +141,14 @@ class PosrayApi:
             return await self._transactions(backend, ENDPOINTS[path], scope, receive)
         if method == "GET" and path.startswith("/v1/receipts/") and path.endswith("/proof"):
             tree_size = _int_param(scope, "tree_size")
-            bundle = await lookup.proof_bundle(backend.ledger, backend.keys.code, path[13:-6], tree_size)
+            bundle = await lookup.proof_bundle(backend.ledger, backend.fences, backend.keys.code, path[13:-6], tree_size)
             return 200, orjson.dumps(bundle), JSON
         if method == "GET" and path in ("/v1/log/key", "/.well-known/posray/log-key"):
             return 200, orjson.dumps(_log_key(backend)), JSON
         if method == "GET" and path.startswith("/v1/log/"):
             return await self._log(backend, path, scope)
         if method == "GET" and path.startswith("/v1/receipts/"):
-            receipt = await lookup.by_code(backend.ledger, backend.capture, backend.keys.code, path[13:])
+            receipt = await lookup.by_code(backend.ledger, backend.capture, backend.fences, backend.keys.code, path[13:])
             return 200, orjson.dumps(receipt), JSON
         if method == "GET" and path == "/v1/receipts":
             return 200, orjson.dumps(await self._by_fields(backend, scope)), JSON
@@ -251,7 +253,7 @@ class PosrayApi:
 
     async def _page(self, backend: Backend, code: str):
         try:
-            receipt = await lookup.by_code(backend.ledger, backend.capture, backend.keys.code, code)
+            receipt = await lookup.by_code(backend.ledger, backend.capture, backend.fences, backend.keys.code, code)
             status = 200
         except PosrayError as e:
             receipt, status = {"error": e.to_json()}, e.status

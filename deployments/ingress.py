@@ -17,6 +17,7 @@ from actors.placement import ingest_name, ledger_name, owned_shards, owner_of
 from deployments.http_api import Backend, PosrayApi
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import check_layout, create_pool
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_merchants import PgMerchants
 from posray.adapters.pg_terminals import PgTerminals
@@ -83,7 +84,8 @@ class ReplicaBackend:
         # Merchants' reads get a pool of their own: a long summary never holds up documents.
         merchants = PgMerchants(await create_pool(s.pg_dsn, size_max=2))
         return Backend(s, keys, Intake(rules, directory, s.shard_count), batcher,
-                       ledger, capture, terminals, readiness, metrics, merchants=merchants)
+                       ledger, capture, terminals, readiness, metrics, merchants=merchants,
+                       fences=PgFences(pool))
 
     async def _report(self, metrics: IngressMetrics) -> None:
         while True:

@@ -59,6 +59,10 @@ class Settings:
     actor_call_timeout_s: float = 10.0
     stream_backlog_max: int = 2_000_000
     redis_require_aof: bool = True
+    # Sequences a capture store may hand out per shard before it asks the ledger for more
+    # (one PostgreSQL round trip each, made ahead of use). Also the most a store that lost its
+    # data can leave unaccounted: those sequences are reported as possibly lost.
+    capture_reservation: int = 1000
     # Document rules.
     vat_rates_bp: tuple[int, ...] = (0, 500, 1000, 1300, 2000)
     future_skew_s: int = 300
@@ -88,6 +92,16 @@ class Settings:
         if self.log_name:
             return self.log_name
         return self.public_base_url.split("://", 1)[-1].rstrip("/") + "/log"
+
+    @property
+    def capture_store_id(self) -> str:
+        """Which capture store this deployment uses, as the ledger's fences record it.
+
+        Its address (without credentials) and key prefix: two deployments with different
+        stores on one ledger are refused instead of handing out the same sequences.
+        """
+        url = _redact("redis_url", self.redis_url or "")
+        return f"{url}#{self.key_prefix}"
 
     def log_origin(self, shard: int) -> str:
         return f"{self.log_key_name}/{shard}"

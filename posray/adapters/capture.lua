@@ -1,31 +1,47 @@
 -- posray capture: one atomic step per batch of documents for one shard.
 -- KEYS[1] = shard sequence counter, KEYS[2] = shard stream, KEYS[3] = recorded height (set by
---           the ledger), KEYS[4..] = one idempotency key per document,
+--           the ledger), KEYS[4] = the shard's fence "epoch:reserved_seq" (set from the ledger),
+--           KEYS[5..] = one idempotency key per document,
 --           "(prefix):{shard}:idem:(terminal_id):(counter)"
 -- ARGV[1] = accepted_at_ms, ARGV[2] = idempotency ttl (s), ARGV[3] = backlog max (documents),
--- ARGV[2+2i], ARGV[3+2i] = document i's SHA-256 (32 raw bytes) and canonical bytes
+-- ARGV[4] = the fence epoch the caller established,
+-- ARGV[3+2i], ARGV[4+2i] = document i's SHA-256 (32 raw bytes) and canonical bytes
 -- Idempotency value: the 32-byte hash, then "seq:accepted_at_ms".
 -- The new documents of the call become ONE stream entry, id "(first seq)-0", fields
--- s = first seq, n = count, t = accepted_at_ms, d = canonical documents joined by "\n"
--- (canonical JSON never contains a raw newline).
+-- s = first seq, n = count, t = accepted_at_ms, e = fence epoch, d = canonical documents
+-- joined by "\n" (canonical JSON never contains a raw newline).
 -- Returns a flat array: per document {status, seq, accepted_at_ms}, status 0 = new,
 -- 1 = the same document again, 2 = a different document under the same counter;
--- or {-1, backlog} when the backlog would exceed its bound (nothing written).
--- The only check that can refuse the call comes before the first write: Lua does not roll back.
-local n = #KEYS - 3
+-- or {-1, backlog} when the backlog would exceed its bound, {-2, reason} when the store is not
+-- fenced with the caller's epoch (flushed, restored, failed over, fenced by another writer),
+-- {-3, reserved_seq} when the new documents would pass the sequences reserved in the ledger.
+-- Every check that can refuse the call comes before the first write: Lua does not roll back.
+-- A refused call writes nothing, so the caller may re-fence or extend and call again.
+local fence = redis.call('GET', KEYS[4])
+if not fence then
+  return {-2, 'missing'}
+end
+local epoch, reserved = string.match(fence, '^(%d+):(%d+)$')
+if epoch ~= ARGV[4] then
+  return {-2, 'epoch ' .. tostring(epoch)}
+end
+local n = #KEYS - 4
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local backlog = seq - tonumber(redis.call('GET', KEYS[3]) or '0')
 if backlog + n > tonumber(ARGV[3]) then
   return {-1, backlog}
 end
+if seq + n > tonumber(reserved) then
+  return {-3, reserved}
+end
 local acc, ttl = ARGV[1], ARGV[2]
 local first = seq + 1
 local out, docs = {}, {}
 for i = 1, n do
-  local h = ARGV[2 + 2 * i]
+  local h = ARGV[3 + 2 * i]
   local value = h .. string.format('%d', seq + 1) .. ':' .. acc
   -- SET NX GET: writes only when the key is new, and returns the earlier value otherwise.
-  local prior = redis.call('SET', KEYS[3 + i], value, 'NX', 'GET', 'EX', ttl)
+  local prior = redis.call('SET', KEYS[4 + i], value, 'NX', 'GET', 'EX', ttl)
   if prior then
     local pseq, pacc = string.match(string.sub(prior, 33), '^(%d+):(%d+)$')
     out[#out + 1] = (string.sub(prior, 1, 32) == h) and 1 or 2
@@ -33,7 +49,7 @@ for i = 1, n do
     out[#out + 1] = pacc
   else
     seq = seq + 1
-    docs[#docs + 1] = ARGV[3 + 2 * i]
+    docs[#docs + 1] = ARGV[4 + 2 * i]
     out[#out + 1] = 0
     out[#out + 1] = seq
     out[#out + 1] = acc
@@ -42,6 +58,6 @@ end
 if #docs > 0 then
   redis.call('SET', KEYS[1], seq)
   redis.call('XADD', KEYS[2], string.format('%d', first) .. '-0',
-             's', first, 'n', #docs, 't', acc, 'd', table.concat(docs, '\n'))
+             's', first, 'n', #docs, 't', acc, 'e', ARGV[4], 'd', table.concat(docs, '\n'))
 end
 return out

@@ -171,6 +171,14 @@ class PgLedger:
             )
         return None if row is None else _recorded(row)
 
+    async def records(self, shard: int, seqs: list[int]) -> dict[int, bytes]:
+        """The recorded records of these sequences of `shard` (missing ones are left out)."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, record FROM ledger_entries WHERE shard = $1 AND seq = ANY($2::bigint[])",
+                shard, seqs)
+        return {r["seq"]: bytes(r["record"]) for r in rows}
+
     async def batch_leaves(self, shard: int, batch_no: int) -> list[bytes]:
         """Leaf hashes of one batch in leaf order."""
         async with translated(), self._pool.acquire() as conn:

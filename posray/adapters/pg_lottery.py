@@ -77,14 +77,14 @@ class PgLottery:
 
     async def eligible_seqs(
         self, shard: int, start_ms: int, end_ms: int, tree_size: int, ranks: list[int]
-    ) -> dict[int, tuple[int, int]]:
-        """(seq, accepted_at ms) of the document at each 0-based rank among the shard's eligible."""
+    ) -> dict[int, tuple[int, int, bytes]]:
+        """(seq, accepted_at ms, record) of the document at each 0-based rank among the shard's eligible."""
         async with translated(), self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT rank, seq, accepted_at FROM (SELECT seq, accepted_at,"
+                "SELECT rank, seq, accepted_at, record FROM (SELECT seq, accepted_at, record,"
                 " row_number() OVER (ORDER BY seq) - 1 AS rank FROM ledger_entries"
                 f" WHERE shard = $3 AND seq <= $4 AND {_IN_PERIOD}) e"
                 " WHERE rank = ANY($5::bigint[])",
                 _ts(start_ms), _ts(end_ms), shard, tree_size, ranks,
             )
-        return {r["rank"]: (r["seq"], _ms(r["accepted_at"])) for r in rows}
+        return {r["rank"]: (r["seq"], _ms(r["accepted_at"]), bytes(r["record"])) for r in rows}

@@ -12,33 +12,52 @@ from importlib import resources
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from posray.adapters.redis_keys import idem_key, recorded_key, seq_key, stream_key
-from posray.domain.errors import Overloaded, Unavailable
+from posray.adapters.redis_keys import fence_key, idem_key, recorded_key, seq_key, stream_key
+from posray.domain.errors import NotFenced, Overloaded, Unavailable
+from posray.domain.fence import Fence, StoreState
 from posray.domain.transaction import Submission
 
 log = logging.getLogger(__name__)
 
 NEW, SAME, CONFLICT = 0, 1, 2
+BACKLOG_FULL, UNFENCED, RESERVATION_USED = -1, -2, -3
 HASH_BYTES = 32  # an idempotency value starts with the document's raw SHA-256
 _SCRIPT = resources.files("posray.adapters").joinpath("capture.lua").read_text()
-# KEYS: seq counter, stream, recorded height; ARGV[1]: the ledger's height. The counter must
-# also pass the last stream entry (id "first-0" holding n documents), or XADD would fail.
-_FLOOR_SCRIPT = """
-local floor = tonumber(ARGV[1])
+# KEYS: seq counter, stream, fence. Returns {counter, last stream seq, fence value or false}.
+_STATE_SCRIPT = """
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+local top = 0
 if last then
   local s, n
   for i = 1, #last[2], 2 do
     if last[2][i] == 's' then s = tonumber(last[2][i + 1]) end
     if last[2][i] == 'n' then n = tonumber(last[2][i + 1]) end
   end
-  if s and n and s + n - 1 > floor then floor = s + n - 1 end
+  if s and n then top = s + n - 1 end
 end
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-if v < floor then redis.call('SET', KEYS[1], string.format('%d', floor)) v = floor end
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), top, redis.call('GET', KEYS[3])}
+"""
+# KEYS: seq counter, fence, recorded height. ARGV: the counter seen when the fence was planned,
+# the floor, "epoch:reserved", the ledger's height. Refuses (0) if the counter moved meanwhile.
+_INSTALL_SCRIPT = """
+local counter = tonumber(redis.call('GET', KEYS[1]) or '0')
+if counter ~= tonumber(ARGV[1]) then return 0 end
+if counter < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[2]) end
+redis.call('SET', KEYS[2], ARGV[3])
 local r = tonumber(redis.call('GET', KEYS[3]) or '0')
-if r < tonumber(ARGV[1]) then redis.call('SET', KEYS[3], ARGV[1]) end
-return v
+if r < tonumber(ARGV[4]) then redis.call('SET', KEYS[3], ARGV[4]) end
+return 1
+"""
+# KEYS: fence. ARGV: epoch, new reserved sequence. Only raises the reservation of the same epoch.
+_EXTEND_SCRIPT = """
+local fence = redis.call('GET', KEYS[1])
+if not fence then return 0 end
+local epoch, reserved = string.match(fence, '^(%d+):(%d+)$')
+if epoch ~= ARGV[1] then return 0 end
+if tonumber(reserved) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
+end
+return 1
 """
 
 
@@ -73,25 +92,38 @@ class RedisCapture:
         self._sha: str | None = None
 
     async def append(
-        self, shard: int, accepted_at_ms: int, submissions: list[Submission]
-    ) -> list[Appended]:
+        self, shard: int, accepted_at_ms: int, submissions: list[Submission], fence: Fence
+    ) -> list[Appended] | int:
         """Append new documents as one stream entry; report same-document retries and conflicts.
+
+        Returns:
+            One Appended per submission, or the shard's reserved sequence when the new
+            documents would pass it (nothing written: extend the reservation, call again).
 
         Raises:
             Overloaded: the shard's backlog would exceed its maximum.
+            NotFenced: the store does not carry `fence` (flushed, restored, restarted, failed
+                over, or fenced by another writer); nothing was written.
             Unavailable: Redis cannot be reached or refused the write.
         """
         prefix = self._prefix
         tag = f"{prefix}:{{{shard}}}:idem:"
-        keys = [seq_key(prefix, shard), stream_key(prefix, shard), recorded_key(prefix, shard)]
-        args: list = [accepted_at_ms, self._ttl_s, self._backlog_max]
+        keys = [seq_key(prefix, shard), stream_key(prefix, shard), recorded_key(prefix, shard),
+                fence_key(prefix, shard)]
+        args: list = [accepted_at_ms, self._ttl_s, self._backlog_max, fence.epoch]
         for s in submissions:
             keys.append(f"{tag}{s.terminal_id}:{s.counter}")
             args.append(s.document_hash)
             args.append(s.canonical)
         reply = await self._run(keys, args)
-        if reply and int(reply[0]) == -1:
+        status = int(reply[0]) if reply else 0
+        if status == BACKLOG_FULL:
             raise Overloaded(f"shard {shard} backlog is full ({int(reply[1])} documents)", 2)
+        if status == UNFENCED:
+            raise NotFenced(f"shard {shard}: the capture store is not fenced with epoch "
+                            f"{fence.epoch} ({_text(reply[1])})", 1)
+        if status == RESERVATION_USED:
+            return int(reply[1])
         return [
             Appended(int(reply[i]), int(reply[i + 1]), int(reply[i + 2]))
             for i in range(0, len(reply), 3)
@@ -101,27 +133,46 @@ class RedisCapture:
         try:
             if self._sha is None:
                 self._sha = await self._client.script_load(_SCRIPT)
-            try:
-                return await self._client.evalsha(self._sha, len(keys), *keys, *args)
-            except NoScriptError:
-                self._sha = await self._client.script_load(_SCRIPT)
-                return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # Scripts are neither persisted nor replicated: the store restarted, failed over or
+            # was flushed of scripts. Whatever it kept must be checked against the ledger again.
+            self._sha = None
+            raise NotFenced("the capture store restarted or failed over (its scripts are gone)", 1) from None
         except ResponseError as e:
             raise Unavailable(f"Redis refused the capture: {e}") from e
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 
-    async def raise_seq_floor(self, shard: int, floor: int) -> int:
-        """Make the shard counter at least `floor` (the ledger's height) and return it.
-
-        Guards against a Redis that lost its data: new sequences must never reuse recorded ones,
-        nor stream ids already taken. Also raises the recorded height Redis knows to `floor`, so
-        that the backlog bound counts only what the ledger has not recorded.
-        """
+    async def state(self, shard: int) -> StoreState:
+        """The shard's counter, last stream sequence and fence, as the store holds them now."""
+        p = self._prefix
         try:
-            return int(await self._client.eval(
-                _FLOOR_SCRIPT, 3, seq_key(self._prefix, shard), stream_key(self._prefix, shard),
-                recorded_key(self._prefix, shard), floor))
+            counter, top, fence = await self._client.eval(
+                _STATE_SCRIPT, 3, seq_key(p, shard), stream_key(p, shard), fence_key(p, shard))
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+        epoch = reserved = None
+        if fence:
+            epoch_text, _, reserved_text = _text(fence).partition(":")
+            epoch, reserved = int(epoch_text), int(reserved_text)
+        return StoreState(int(counter), int(top), epoch, reserved)
+
+    async def install(self, shard: int, seen_counter: int, fence: Fence, ledger_seq: int) -> bool:
+        """Install `fence` (and raise the counter to its floor) unless the counter moved since it was read."""
+        p = self._prefix
+        try:
+            done = await self._client.eval(
+                _INSTALL_SCRIPT, 3, seq_key(p, shard), fence_key(p, shard), recorded_key(p, shard),
+                seen_counter, fence.floor, f"{fence.epoch}:{fence.reserved}", ledger_seq)
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+        return bool(done)
+
+    async def extend(self, shard: int, epoch: int, reserved: int) -> bool:
+        """Raise the store's reservation for `epoch`; False when it carries another fence."""
+        try:
+            return bool(await self._client.eval(_EXTEND_SCRIPT, 1, fence_key(self._prefix, shard), epoch, reserved))
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 
@@ -158,3 +209,7 @@ class RedisCapture:
         if config.get("appendonly") != "yes":
             return "appendonly is off"
         return config.get("appendfsync", "unknown")
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

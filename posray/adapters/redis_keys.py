@@ -20,6 +20,11 @@ def recorded_key(prefix: str, shard: int) -> str:
     return f"{shard_tag(prefix, shard)}:recorded"
 
 
+def fence_key(prefix: str, shard: int) -> str:
+    """The shard's fence "epoch:reserved_seq", set from the ledger (posray.domain.fence)."""
+    return f"{shard_tag(prefix, shard)}:fence"
+
+
 def idem_key(prefix: str, shard: int, terminal_id: str, counter: int) -> str:
     return f"{shard_tag(prefix, shard)}:idem:{terminal_id}:{counter}"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from posray.adapters.redis_keys import LEDGER_GROUP, recorded_key, seq_key, stream_key
+from posray.adapters.redis_keys import LEDGER_GROUP, fence_key, recorded_key, seq_key, stream_key
 from posray.domain.errors import Unavailable
 
 
@@ -113,6 +113,13 @@ class RedisShardStream:
         keys = (stream_key(self._prefix, shard), recorded_key(self._prefix, shard))
         try:
             await self._client.eval(_ACK_SCRIPT, 2, *keys, recorded_height, *entry_ids)
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
+
+    async def unfence(self, shard: int) -> None:
+        """Remove the shard's capture fence: capture refuses until it is fenced above the ledger again."""
+        try:
+            await self._client.delete(fence_key(self._prefix, shard))
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 

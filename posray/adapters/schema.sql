@@ -121,3 +121,65 @@ CREATE OR REPLACE TRIGGER posray_layout_no_change BEFORE UPDATE OR DELETE ON pos
 CREATE OR REPLACE TRIGGER posray_layout_no_truncate BEFORE TRUNCATE ON posray_layout
     FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
 INSERT INTO posray_schema (version) VALUES (4) ON CONFLICT DO NOTHING;
+
+-- Version 5: fencing between capture and ledger (docs/reliability.md, "Fencing").
+-- A capture store may hand out sequences of a shard only under the shard's latest fence epoch,
+-- established here from the ledger's height, and only up to what the ledger reserved for it.
+-- A fence also records what the store it replaced may have acknowledged and lost.
+CREATE TABLE IF NOT EXISTS capture_fences (
+    shard        int         NOT NULL,
+    epoch        bigint      NOT NULL,
+    store        text        NOT NULL,   -- the capture store's identity (address + key prefix)
+    floor_seq    bigint      NOT NULL,   -- new sequences start above this
+    ledger_seq   bigint      NOT NULL,   -- the ledger's height when the fence was set
+    store_seq    bigint      NOT NULL,   -- the store's counter when the fence was set
+    lost_from    bigint,                 -- sequences acknowledged under the previous epoch and
+    lost_to      bigint,                 --   lost by the store (inclusive range), if any
+    lost_exact   boolean     NOT NULL DEFAULT false,  -- false: an upper bound (the reservation)
+    reason       text        NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, epoch)
+);
+CREATE TABLE IF NOT EXISTS capture_reservations (
+    shard        int         NOT NULL,
+    epoch        bigint      NOT NULL,
+    reserved_seq bigint      NOT NULL,   -- the store may hand out sequences up to this one
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, epoch, reserved_seq)
+);
+-- Captured documents whose (shard, seq) the ledger already holds with another document: the
+-- ledger writer stops the shard and writes them here; an operator's release lets it go on.
+CREATE TABLE IF NOT EXISTS capture_conflicts (
+    shard          int         NOT NULL,
+    seq            bigint      NOT NULL,
+    document_hash  bytea       NOT NULL,
+    document       bytea       NOT NULL,
+    accepted_at    timestamptz NOT NULL,
+    detected_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, seq, document_hash)
+);
+CREATE TABLE IF NOT EXISTS capture_conflicts_released (
+    shard          int         NOT NULL,
+    seq            bigint      NOT NULL,
+    document_hash  bytea       NOT NULL,
+    released_by    text        NOT NULL,
+    released_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, seq, document_hash)
+);
+CREATE OR REPLACE TRIGGER capture_fences_no_change BEFORE UPDATE OR DELETE ON capture_fences
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_fences_no_truncate BEFORE TRUNCATE ON capture_fences
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_reservations_no_change BEFORE UPDATE OR DELETE ON capture_reservations
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_reservations_no_truncate BEFORE TRUNCATE ON capture_reservations
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_conflicts_no_change BEFORE UPDATE OR DELETE ON capture_conflicts
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_conflicts_no_truncate BEFORE TRUNCATE ON capture_conflicts
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_conflicts_released_no_change BEFORE UPDATE OR DELETE ON capture_conflicts_released
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER capture_conflicts_released_no_truncate BEFORE TRUNCATE ON capture_conflicts_released
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+INSERT INTO posray_schema (version) VALUES (5) ON CONFLICT DO NOTHING;

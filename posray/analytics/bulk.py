@@ -134,9 +134,11 @@ def _vat_lines(doc: np.ndarray, vat_bp: np.ndarray, amount: np.ndarray, n: int):
 
 def _codes(shard: np.ndarray, seq: np.ndarray, code_key) -> pl.Series:
     if code_key is not None:
-        from posray.domain.codes import make_code
+        # Synthetic snapshot files never enter the ledger and hold no canonical documents: their
+        # codes name the place only (the version-1 rule), never a document of a real ledger.
+        from posray.domain.codes import legacy_code
 
-        return pl.Series([make_code(code_key, int(s), int(q)) for s, q in zip(shard, seq)], dtype=pl.String)
+        return pl.Series([legacy_code(code_key, int(s), int(q)) for s, q in zip(shard, seq)], dtype=pl.String)
     frame = pl.DataFrame({"shard": shard, "seq": seq})
     return frame.select(pl.format("B{}{}", pl.col("shard").cast(pl.String).str.zfill(3),
                                   pl.col("seq").cast(pl.String).str.zfill(16))).to_series()

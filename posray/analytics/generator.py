@@ -39,6 +39,7 @@ from posray.domain.transaction import (
     Rules,
     canonical_document,
     check_document,
+    document_hash,
     line_amount,
     vat_included,
 )
@@ -134,7 +135,7 @@ class History:
         accepted_ms, _, terminal, doc, canonical, sale = item
         seq = self._next_seq.get(terminal.shard, 1)
         self._next_seq[terminal.shard] = seq + 1
-        code = make_code(self._code_key, terminal.shard, seq)
+        code = make_code(self._code_key, terminal.shard, seq, document_hash(canonical))
         if sale is not None:
             self._recent[terminal.terminal_id].append((code, sale.lines, sale.payments[-1][0]))
         return Accepted(terminal.shard, seq, code, accepted_ms, doc, canonical)

@@ -24,7 +24,7 @@ from posray.domain.merkle import leaf_hash
 TABLES = ("documents", "items")
 WATERMARK_FILE = "_watermark.json"
 WATERMARK_FORMAT = 1
-RECORD_VERSION = 1
+RECORD_VERSIONS = (1, 2)  # posray.domain.chain: the layout is the same, only the code's rule differs
 _PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
 
 _VAT_LINE = pl.Struct({"rate_bp": pl.Int32, "gross_minor": pl.Int64, "vat_minor": pl.Int64})
@@ -96,7 +96,7 @@ def decode_page(page) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = raw.filter(
         (pl.col("record").struct.field("seq") != pl.col("seq"))
         | (pl.col("record").struct.field("shard") != page.shard)
-        | (pl.col("record").struct.field("v") != RECORD_VERSION)
+        | ~pl.col("record").struct.field("v").is_in(RECORD_VERSIONS)
     )
     if bad.height:
         raise LedgerCorrupted(f"shard {page.shard} seq {bad['seq'][0]}: record names another position or version")

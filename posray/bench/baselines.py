@@ -241,7 +241,7 @@ def ledger_rows(entries: list[tuple[bytes, str]], shard_count: int, code_key, ba
     from posray.domain.chain import record_bytes
     from posray.domain.codes import make_code
     from posray.domain.merkle import leaf_hash
-    from posray.domain.transaction import issued_at_ms, shard_of
+    from posray.domain.transaction import document_hash, issued_at_ms, shard_of
 
     accepted_ms = int(time.time() * 1000)
     accepted = datetime.fromtimestamp(accepted_ms / 1000, tz=timezone.utc)
@@ -252,7 +252,8 @@ def ledger_rows(entries: list[tuple[bytes, str]], shard_count: int, code_key, ba
         shard = shard_of(doc["terminal_id"], shard_count)
         seqs[shard] += 1
         seq = seqs[shard]
-        record = record_bytes(shard, seq, make_code(code_key, shard, seq), accepted_ms, canonical)
+        record = record_bytes(shard, seq, make_code(code_key, shard, seq, document_hash(canonical)),
+                              accepted_ms, canonical)
         issued = datetime.fromtimestamp(issued_at_ms(doc["issued_at"]) / 1000, tz=timezone.utc)
         rows.append((shard, seq, j // batch_size, j % batch_size, doc["terminal_id"], doc["counter"],
                      issued, accepted, doc["total_minor"], record, leaf_hash(record)))

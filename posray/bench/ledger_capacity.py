@@ -45,7 +45,7 @@ async def ledger_capacity(redis_url: str, pg_dsn: str, entries: list[tuple[bytes
             shard = shard_of(doc["terminal_id"], shards)
             by_shard.setdefault(shard, []).append(
                 Submission(doc["terminal_id"], doc["counter"], shard, bytes.fromhex(digest), canonical))
-        await _capture(RedisCapture(client, prefix, 3600, 10 ** 9), by_shard)
+        await _capture(RedisCapture(client, prefix, 3600, 10 ** 9), dsn, prefix, by_shard)
         elapsed_s, batches, recorded = await _drain(client, prefix, dsn, sorted(by_shard), batch_max, code_key)
     finally:
         await _drop(client, prefix, pg_dsn, name)
@@ -57,11 +57,22 @@ async def ledger_capacity(redis_url: str, pg_dsn: str, entries: list[tuple[bytes
                      f"batches of up to {batch_max}"}
 
 
-async def _capture(capture: RedisCapture, by_shard: dict[int, list[Submission]]) -> None:
+async def _capture(capture: RedisCapture, dsn: str, prefix: str, by_shard: dict[int, list[Submission]]) -> None:
+    from posray.adapters.pg_fences import PgFences
+    from posray.services.fencing import ShardFences
+
     accepted_ms = int(time.time() * 1000)
-    for shard, subs in by_shard.items():
-        for i in range(0, len(subs), CAPTURE_CALL_DOCS):
-            await capture.append(shard, accepted_ms, subs[i:i + CAPTURE_CALL_DOCS])
+    pool = await create_pool(dsn, size_max=1)
+    try:
+        # Fenced as an IngestShard is, with one reservation covering the whole scratch backlog.
+        total = sum(len(subs) for subs in by_shard.values())
+        fences = ShardFences(capture, PgFences(pool), f"bench#{prefix}", total + 1)
+        for shard, subs in by_shard.items():
+            fence = await fences.ensure(shard)
+            for i in range(0, len(subs), CAPTURE_CALL_DOCS):
+                await capture.append(shard, accepted_ms, subs[i:i + CAPTURE_CALL_DOCS], fence)
+    finally:
+        await pool.close()
 
 
 async def _drain(client, prefix: str, dsn: str, shards: list[int], batch_max: int,

@@ -12,11 +12,15 @@ import hashlib
 from dataclasses import dataclass
 
 from posray.domain.canonical import canonical_bytes
+from posray.domain.codes import CodeKey, legacy_code, make_code
 from posray.domain.merkle import leaf_hash, root_hash
-from posray.domain.transaction import utc_iso_ms
+from posray.domain.transaction import document_hash, utc_iso_ms
 
 GENESIS_HASH = bytes(32)
-RECORD_VERSION = 1
+# Version 2: the record's code binds the document (posray.domain.codes); version 1 codes bound
+# only (shard, seq). The record's layout is the same in both.
+RECORD_VERSION = 2
+RECORD_VERSIONS = (1, 2)
 
 
 def record_bytes(shard: int, seq: int, code: str, accepted_at_ms: int, canonical: bytes) -> bytes:
@@ -33,6 +37,18 @@ def record_bytes(shard: int, seq: int, code: str, accepted_at_ms: int, canonical
         shard,
         RECORD_VERSION,
     )
+
+
+def record_code(key: CodeKey, shard: int, seq: int, record: bytes) -> str:
+    """The code a stored record must carry: version 2 binds its document, version 1 the place only."""
+    if record.endswith(b',"v":1}'):
+        return legacy_code(key, shard, seq)
+    return make_code(key, shard, seq, document_hash(record_document(record)))
+
+
+def record_document(record: bytes) -> bytes:
+    """The canonical document inside a record, byte for byte (as `record_bytes` placed it)."""
+    return record[record.index(b'"document":') + 11 : record.rindex(b',"seq":')]
 
 
 @dataclass(frozen=True, slots=True)

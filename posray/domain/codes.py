@@ -2,14 +2,17 @@
 
 Layout (Crockford base32, 5 bits per character):
     19 body characters = 95 bits = 56-bit Feistel-encrypted (shard:16 | seq:40)
-                                   || 39-bit tag = keyed BLAKE2b(shard, seq)
+                                   || 39-bit tag = keyed BLAKE2b(shard, seq, document hash)
     1 check character  = weighted sum over GF(32) of the body, weights α^1..α^19 (catches
                          any single typo and any swap of two characters; Luhn mod 32
                          missed the swap 0Z <-> Z0)
 The Feistel permutation makes codes unique (a bijection of shard and sequence) without
-revealing volumes; the tag, a MAC under the operator's code key, makes a valid-looking code
-unguessable (one chance in 2**39 per try). Parsing accepts lower case, hyphens and spaces,
-and the usual misreadings I/L -> 1 and O -> 0.
+revealing volumes; the tag, a MAC under the operator's code key over the place AND the
+SHA-256 of the document, makes a valid-looking code unguessable (one chance in 2**39 per try)
+and binds it to its document: a code resolves only to the document it was issued for, even if
+another document ever came to sit at its (shard, seq). Ledger records of version 1 carry codes
+whose tag covered (shard, seq) only (`legacy_code`). Parsing accepts lower case, hyphens and
+spaces, and the usual misreadings I/L -> 1 and O -> 0.
 """
 
 from __future__ import annotations
@@ -87,8 +90,13 @@ def _permute(key: CodeKey, block: int, inverse: bool = False) -> int:
     return (left << _HALF_BITS) | right
 
 
-def _tag(key: CodeKey, block: int) -> int:
-    return _prf(key, _TAG_LABEL, block, TAG_BITS)
+def _tag(key: CodeKey, block: int, document_hash: bytes | None) -> int:
+    if document_hash is None:  # version-1 records: the tag covered the place only
+        return _prf(key, _TAG_LABEL, block, TAG_BITS)
+    digest = _keyed_states(key.secret)[_TAG_LABEL].copy()
+    digest.update(block.to_bytes(8, "big"))
+    digest.update(document_hash)
+    return int.from_bytes(digest.digest(), "big") >> (64 - TAG_BITS)
 
 
 def _check_char(body: str) -> str:
@@ -100,12 +108,23 @@ def _check_char(body: str) -> str:
     return ALPHABET[total]
 
 
-def make_code(key: CodeKey, shard: int, seq: int) -> str:
-    """Return the 20-character receipt code of document `seq` in `shard`."""
+def make_code(key: CodeKey, shard: int, seq: int, document_hash: bytes) -> str:
+    """Return the 20-character receipt code of the document (SHA-256 `document_hash`) at `seq` in `shard`."""
+    if len(document_hash) != 32:
+        raise ValueError("a receipt code binds a 32-byte SHA-256 document hash")
+    return _make(key, shard, seq, document_hash)
+
+
+def legacy_code(key: CodeKey, shard: int, seq: int) -> str:
+    """The code of a version-1 ledger record, whose tag did not cover the document."""
+    return _make(key, shard, seq, None)
+
+
+def _make(key: CodeKey, shard: int, seq: int, document_hash: bytes | None) -> str:
     if not (0 <= shard <= SHARD_MAX and 0 <= seq <= SEQ_MAX):
         raise ValueError("shard or sequence out of the code's range")
     block = (shard << SEQ_BITS) | seq
-    return _encode((_permute(key, block) << TAG_BITS) | _tag(key, block))
+    return _encode((_permute(key, block) << TAG_BITS) | _tag(key, block, document_hash))
 
 
 def _encode(number: int) -> str:
@@ -143,8 +162,21 @@ def normalize_code(text: str) -> str:
     return canonical
 
 
-def parse_code(key: CodeKey, text: str) -> tuple[int, int] | None:
-    """Return (shard, seq) named by a code, or None when its tag is not the operator's.
+@dataclass(frozen=True, slots=True)
+class CodePlace:
+    """Where a well-formed code points: (shard, seq), and its tag, not yet checked."""
+
+    code: str
+    shard: int
+    seq: int
+    tag: int
+
+
+def locate_code(key: CodeKey, text: str) -> CodePlace:
+    """Normalize a code and decrypt the place it names; its tag is checked by `binds`.
+
+    Every well-formed code names some place: only the document found there can prove (through
+    `binds`) that the code was issued for it.
 
     Raises:
         CodeMalformed: the text cannot be a receipt code.
@@ -154,11 +186,18 @@ def parse_code(key: CodeKey, text: str) -> tuple[int, int] | None:
     for char in canonical[:-1]:
         number = (number << 5) | _VALUE[char]
     block = _permute(key, number >> TAG_BITS, inverse=True)
-    if not hmac.compare_digest(
-        _tag(key, block).to_bytes(5, "big"), (number & ((1 << TAG_BITS) - 1)).to_bytes(5, "big")
-    ):
-        return None
-    return block >> SEQ_BITS, block & SEQ_MAX
+    return CodePlace(canonical, block >> SEQ_BITS, block & SEQ_MAX, number & ((1 << TAG_BITS) - 1))
+
+
+def binds(key: CodeKey, place: CodePlace, document_hash: bytes | None) -> bool:
+    """True when the code was issued for the document with this SHA-256 at its place.
+
+    `document_hash` None checks a version-1 code (the tag covered the place only).
+    """
+    block = (place.shard << SEQ_BITS) | place.seq
+    return hmac.compare_digest(
+        _tag(key, block, document_hash).to_bytes(5, "big"), place.tag.to_bytes(5, "big")
+    )
 
 
 def display_code(code: str) -> str:

@@ -9,8 +9,11 @@
     ├── NotFound                  404: no such receipt / terminal / merchant
     ├── Forbidden                 403: valid credentials that do not cover what was asked for
     ├── Overloaded                503 + Retry-After: a bounded queue or backlog is full
+    ├── ReceiptLost               410: an acknowledged receipt that the capture store lost
     ├── Unavailable               503 + Retry-After: Redis, PostgreSQL or an actor is unreachable
-    └── LedgerCorrupted           the stored ledger contradicts itself (gap, chain break, bad hash)
+    │   └── NotFenced             503 + Retry-After: the capture store is not fenced against the ledger
+    ├── LedgerCorrupted           the stored ledger contradicts itself (gap, chain break, bad hash)
+    └── LedgerConflict            a captured (shard, seq) is recorded with another document: recording stops
 """
 
 from __future__ import annotations
@@ -111,6 +114,15 @@ class Overloaded(PosrayError):
         return {"error": "overloaded", "reason": str(self), "retry_after_s": self.retry_after_s}
 
 
+class ReceiptLost(PosrayError):
+    """The code was acknowledged but its document never reached the ledger: the capture store lost it."""
+
+    status = 410
+
+    def to_json(self) -> dict:
+        return {"error": "receipt_lost", "reason": str(self)}
+
+
 class Unavailable(PosrayError):
     """A backing service (Redis, PostgreSQL, an actor) cannot be reached right now."""
 
@@ -132,3 +144,25 @@ class LedgerCorrupted(PosrayError):
 
     def to_json(self) -> dict:
         return {"error": "ledger_corrupted", "reason": str(self)}
+
+
+class NotFenced(Unavailable):
+    """The capture store is not (or no longer) fenced against the ledger: capture refuses until it is."""
+
+    def to_json(self) -> dict:
+        return {"error": "not_fenced", "reason": str(self), "retry_after_s": self.retry_after_s}
+
+
+class LedgerConflict(PosrayError):
+    """A captured entry names a (shard, seq) the ledger holds with another document; never dropped."""
+
+    def __init__(self, reason: str, shard: int = -1, seqs: tuple[int, ...] = ()):
+        super().__init__(reason)
+        self.shard = shard
+        self.seqs = seqs
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.shard, self.seqs))
+
+    def to_json(self) -> dict:
+        return {"error": "ledger_conflict", "reason": str(self)}

@@ -24,7 +24,8 @@ from typing import Awaitable, Callable, NoReturn, Protocol
 
 from posray.adapters.pg_audit import AuditBatch, AuditCheckpoint, AuditRow
 from posray.domain.chain import GENESIS_HASH, BatchHeader
-from posray.domain.codes import CodeKey, make_code
+from posray.domain.chain import record_code
+from posray.domain.codes import CodeKey
 from posray.domain.merkle import leaf_hash
 from posray.domain.chain import parse_chain_extension
 from posray.domain.note import NoteError, NoteVerifier, open_checkpoint
@@ -245,9 +246,9 @@ class _ShardAuditor:
         if record["shard"] != self._shard or record["seq"] != seq:
             self._diverge("record_position", f"record of seq {seq} names shard {record['shard']} seq "
                           f"{record['seq']}", seq, row.batch_no)
-        if self._code_key is not None and record["code"] != make_code(self._code_key, self._shard, seq):
+        if self._code_key is not None and record["code"] != record_code(self._code_key, self._shard, seq, row.record):
             self._diverge("record_code", f"record of seq {seq} carries code {record['code']}, not the code "
-                          f"of shard {self._shard} seq {seq}", seq, row.batch_no)
+                          f"issued for its document at shard {self._shard} seq {seq}", seq, row.batch_no)
         differing = differing_columns(row, record)
         if differing:
             self._diverge("row_columns", f"ledger row columns ({'/'.join(differing)}) of seq {seq} differ "

@@ -10,11 +10,14 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from posray.adapters.redis_capture import CONFLICT, SAME, RedisCapture
+from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended, RedisCapture
 from posray.domain.codes import display_code, make_code
-from posray.domain.errors import DocumentConflict, PosrayError, Unavailable
+from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, Unavailable
 from posray.domain.keys import OperatorKeys, fiscal_sign
 from posray.domain.transaction import Submission, utc_iso_ms
+from posray.services.fencing import ShardFences
+
+FENCED_ATTEMPTS_MAX = 4  # re-fence or extend, then call again: a bounded number of times
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class Accepted:
 
 
 async def capture_owned(
-    capture: RedisCapture, keys: OperatorKeys, owned: set[int], wire: list[tuple]
+    capture: RedisCapture, fences: ShardFences, keys: OperatorKeys, owned: set[int], wire: list[tuple]
 ) -> list[tuple | PosrayError]:
     """Capture submissions of several shards (one Redis call per shard, concurrently).
 
@@ -69,7 +72,7 @@ async def capture_owned(
         try:
             if shard not in owned:
                 raise Unavailable(f"shard {shard} is not owned by this actor")
-            out = await append_batch(capture, keys, shard, [Submission(*wire[i]) for i in indexes])
+            out = await append_batch(capture, fences, keys, shard, [Submission(*wire[i]) for i in indexes])
         except PosrayError as e:
             out = [e] * len(indexes)
         for i, result in zip(indexes, out):
@@ -80,31 +83,54 @@ async def capture_owned(
 
 
 async def append_batch(
-    capture: RedisCapture, keys: OperatorKeys, shard: int, submissions: list[Submission]
+    capture: RedisCapture, fences: ShardFences, keys: OperatorKeys, shard: int,
+    submissions: list[Submission],
 ) -> list[Accepted | DocumentConflict]:
-    """Capture `submissions` (all of `shard`) in one atomic Redis step.
+    """Capture `submissions` (all of `shard`) in one atomic Redis step, under the shard's fence.
 
     Returns one result per submission: Accepted (new or an identical retry) or a conflict.
 
     Raises:
         Overloaded: the shard's backlog is full (nothing was written).
+        NotFenced: the store could not be fenced against the ledger (nothing acknowledged).
         Unavailable: Redis failed; the caller answers 503 and the terminal retries safely.
     """
     now_ms = int(time.time() * 1000)
-    outcomes = await capture.append(shard, now_ms, submissions)
+    outcomes = await _append_fenced(capture, fences, shard, now_ms, submissions)
     results: list[Accepted | DocumentConflict] = []
     for sub, out in zip(submissions, outcomes):
         if out.status == CONFLICT:
-            code = make_code(keys.code, shard, out.seq)
             results.append(
                 DocumentConflict(
                     "counter",
                     f"terminal {sub.terminal_id} already used counter {sub.counter} for another "
-                    f"document (receipt {code})",
+                    f"document (accepted at {utc_iso_ms(out.accepted_at_ms)})",
                 )
             )
             continue
-        code = make_code(keys.code, shard, out.seq)
+        code = make_code(keys.code, shard, out.seq, sub.document_hash)
         sign = fiscal_sign(keys.fiscal, code, sub.document_hash, out.accepted_at_ms)
         results.append(Accepted(code, shard, out.seq, out.accepted_at_ms, sign, out.status == SAME))
     return results
+
+
+async def _append_fenced(
+    capture: RedisCapture, fences: ShardFences, shard: int, now_ms: int, submissions: list[Submission]
+) -> list[Appended]:
+    fence = await fences.ensure(shard)
+    for _ in range(FENCED_ATTEMPTS_MAX):
+        try:
+            outcome = await capture.append(shard, now_ms, submissions, fence)
+        except NotFenced as e:
+            fence = await fences.refence(shard, fence, str(e))
+            continue
+        if isinstance(outcome, int):  # the reservation is used up: extend it, call again
+            fence = await fences.extend(shard, fence, outcome + len(submissions))
+            continue
+        new = [o.seq for o in outcome if o.status == NEW]
+        if new and not fences.issued(shard, fence, new[0], new[-1]):
+            await fences.refence(shard, fence, "the store reissued sequences", reissued_from=new[0])
+            raise NotFenced(f"shard {shard}: the capture store handed out sequences {new[0]}..{new[-1]} "
+                            "a second time (rewound behind posray's back); not acknowledged, retry", 1)
+        return outcome
+    raise NotFenced(f"shard {shard}: the capture store could not be fenced against the ledger", 2)

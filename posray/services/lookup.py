@@ -2,6 +2,9 @@
 
 A recorded receipt comes with its batch, leaf index, RFC 6962 inclusion proof and the
 batch's chain hash; an accepted one (captured, not yet recorded) with its status only.
+A code resolves only to the document it was issued for (its tag binds the document's hash):
+when its place holds another document, or nothing, and the fences or the ledger writers
+recorded that the capture store lost what was acknowledged there, the answer is 410 "lost".
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from datetime import date
 
 import orjson
 
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger, RecordedEntry
 from posray.adapters.redis_capture import RedisCapture
-from posray.domain.codes import CodeKey, make_code, parse_code, display_code
-from posray.domain.errors import NotFound
+from posray.domain.chain import record_code, record_document
+from posray.domain.codes import CodeKey, CodePlace, binds, display_code, locate_code, make_code
+from posray.domain.errors import NotFound, ReceiptLost
 from posray.domain.merkle import inclusion_proof
 from posray.services import proofs
 from posray.domain.transaction import document_hash, issued_at_ms, shard_of, utc_iso_ms
@@ -22,32 +27,39 @@ _PRINTED = ("terminal_id", "counter", "issued_at", "type", "currency", "items", 
             "total_minor", "vat", "refers_to")
 
 
-async def by_code(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, text: str) -> dict:
+async def by_code(ledger: PgLedger, capture: RedisCapture, fences: PgFences, code_key: CodeKey,
+                  text: str) -> dict:
     """The receipt named by a code.
 
     Raises:
         CodeMalformed: the text cannot be a code (400).
+        ReceiptLost: the code was acknowledged, but the capture store lost its document (410).
         NotFound: no receipt has this code (404).
     """
-    place = parse_code(code_key, text)
-    if place is None:
+    place = locate_code(code_key, text)
+    receipt = await _at(ledger, capture, code_key, place)
+    if receipt is None:
+        await _raise_if_lost(fences, code_key, place)
         raise NotFound("no receipt has this code")
-    return await _at(ledger, capture, code_key, *place)
+    return receipt
 
 
-async def proof_bundle(ledger: PgLedger, code_key: CodeKey, text: str, tree_size: int | None = None) -> dict:
+async def proof_bundle(ledger: PgLedger, fences: PgFences, code_key: CodeKey, text: str,
+                       tree_size: int | None = None) -> dict:
     """Everything needed to verify a receipt offline: record, leaf, inclusion proof, checkpoint.
 
     Raises:
         CodeMalformed: the text cannot be a code (400).
+        ReceiptLost: the code was acknowledged, but the capture store lost its document (410).
         NotFound: unknown code, not recorded yet, or no checkpoint covers it yet.
     """
-    place = parse_code(code_key, text)
-    entry = None if place is None else await ledger.entry(*place)
-    if entry is None:
+    place = locate_code(code_key, text)
+    entry = await ledger.entry(place.shard, place.seq)
+    if entry is None or not _binds_record(code_key, place, entry.record):
+        await _raise_if_lost(fences, code_key, place)
         raise NotFound("no recorded receipt has this code (it may still be on its way to the ledger)")
     bundle = await proofs.inclusion(ledger, entry.shard, entry.seq, tree_size)
-    return {"code": make_code(code_key, entry.shard, entry.seq), "record": entry.record.decode(),
+    return {"code": place.code, "record": entry.record.decode(),
             "leaf_hash": entry.leaf_hash.hex(), **bundle}
 
 
@@ -60,36 +72,78 @@ async def by_fields(
     Raises:
         NotFound: nothing matches all four fields.
     """
-    seq = await capture.seq_of(shard_of(terminal_id, shard_count), terminal_id, counter)
-    candidates = [(shard_of(terminal_id, shard_count), seq)] if seq else []
+    shard = shard_of(terminal_id, shard_count)
+    seq = await capture.seq_of(shard, terminal_id, counter)
+    candidates = [(shard, seq)] if seq else []
     candidates += [(s, q) for s, q, _, _ in await ledger.find_by_fields(terminal_id, counter)]
     for shard, seq in dict.fromkeys(candidates):
-        try:
-            receipt = await _at(ledger, capture, code_key, shard, seq)
-        except NotFound:
+        receipt = await _document_at(ledger, capture, code_key, shard, seq)
+        if receipt is None or receipt["terminal_id"] != terminal_id or receipt["counter"] != counter:
             continue
         if receipt["total_minor"] == total_minor and receipt["issued_at"][:10] == day.isoformat():
             return receipt
     raise NotFound("no receipt matches this terminal, counter, date and total")
 
 
-async def _at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, shard: int, seq: int) -> dict:
+async def _at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, place: CodePlace) -> dict | None:
+    """The receipt at the code's place if the code was issued for the document found there."""
+    entry = await ledger.entry(place.shard, place.seq)
+    if entry is not None:
+        return await _recorded(ledger, entry) if _binds_record(code_key, place, entry.record) else None
+    pending = await capture.pending(place.shard, place.seq)
+    if pending is None:
+        # It may have been recorded (and removed from the stream) between the two reads.
+        entry = await ledger.entry(place.shard, place.seq)
+        if entry is None or not _binds_record(code_key, place, entry.record):
+            return None
+        return await _recorded(ledger, entry)
+    accepted_at_ms, canonical = pending
+    if not binds(code_key, place, document_hash(canonical)):
+        return None
+    return _accepted(place.code, place.shard, place.seq, accepted_at_ms, canonical)
+
+
+async def _document_at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey,
+                       shard: int, seq: int) -> dict | None:
+    """Whatever document sits at (shard, seq), recorded or captured, with the code it was issued."""
     entry = await ledger.entry(shard, seq)
     if entry is not None:
         return await _recorded(ledger, entry)
     pending = await capture.pending(shard, seq)
     if pending is None:
-        # It may have been recorded (and removed from the stream) between the two reads.
         entry = await ledger.entry(shard, seq)
-        if entry is not None:
-            return await _recorded(ledger, entry)
-        raise NotFound("no receipt has this code")
+        return None if entry is None else await _recorded(ledger, entry)
     accepted_at_ms, canonical = pending
-    code = make_code(code_key, shard, seq)
+    code = make_code(code_key, shard, seq, document_hash(canonical))
+    return _accepted(code, shard, seq, accepted_at_ms, canonical)
+
+
+def _accepted(code: str, shard: int, seq: int, accepted_at_ms: int, canonical: bytes) -> dict:
     return _printed(orjson.loads(canonical), code, shard, seq, accepted_at_ms, canonical) | {
         "status": "accepted",
         "ledger": None,
     }
+
+
+def _binds_record(code_key: CodeKey, place: CodePlace, record: bytes) -> bool:
+    """True when the code was issued for the recorded document (by the record's version)."""
+    return place.code == record_code(code_key, place.shard, place.seq, record)
+
+
+async def _raise_if_lost(fences: PgFences, code_key: CodeKey, place: CodePlace) -> None:
+    """Raise ReceiptLost when the code's place is where a capture store lost acknowledged documents."""
+    for conflict in await fences.conflicts(place.shard, place.seq):
+        if binds(code_key, place, conflict.document_hash):
+            raise ReceiptLost(
+                f"this receipt was acknowledged at {conflict.accepted_at.isoformat()} but the capture "
+                "store gave its place in the ledger to another document; it was never recorded. The "
+                "operator has been alerted; keep the paper receipt")
+    for loss in await fences.losses(place.shard, place.seq):
+        certainty = "was" if loss.exact else "may have been"
+        raise ReceiptLost(
+            f"a receipt with this code {certainty} acknowledged and then lost by the capture store "
+            f"before it reached the ledger (detected {loss.detected_at.isoformat()}); the operator "
+            "has been alerted; keep the paper receipt")
 
 
 async def _log_proof(ledger: PgLedger, entry: RecordedEntry) -> dict | None:
@@ -103,7 +157,7 @@ async def _recorded(ledger: PgLedger, entry: RecordedEntry) -> dict:
     record = orjson.loads(entry.record)
     leaves = await ledger.batch_leaves(entry.shard, entry.batch_no)
     header = entry.header
-    canonical = orjson.dumps(record["document"], option=orjson.OPT_SORT_KEYS)
+    canonical = record_document(entry.record)
     accepted_at_ms = issued_at_ms(record["accepted_at"])
     body = _printed(record["document"], record["code"], entry.shard, entry.seq, accepted_at_ms, canonical)
     return body | {

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from posray.adapters.pg_lottery import PgLottery, StoredCheckpoint
-from posray.domain.codes import CodeKey, make_code
+from posray.domain.chain import record_code
+from posray.domain.codes import CodeKey
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.lottery import (
     SETTLE_S,
@@ -146,20 +147,20 @@ async def _winners(
 ) -> tuple[Winner, ...]:
     """Map winning indexes to (shard, seq) with one query per shard that has winners."""
     placed = [locate(index, commitments) for index in indexes]
-    found: dict[tuple[int, int], tuple[int, int]] = {}
+    found: dict[tuple[int, int], tuple[int, int, bytes]] = {}
     for part in parts:
         ranks = sorted({rank for shard, rank in placed if shard == part.shard})
         if not ranks:
             continue
         rows = await lottery.eligible_seqs(part.shard, start_ms, end_ms, part.checkpoint.tree_size, ranks)
         for rank in ranks:
-            seq, accepted_ms = rows.get(rank, (0, start_ms - 1))
+            seq, accepted_ms, record = rows.get(rank, (0, start_ms - 1, b""))
             if not (1 <= seq <= part.checkpoint.tree_size and start_ms <= accepted_ms < end_ms):
                 raise LedgerCorrupted(f"shard {part.shard}: eligible document {rank} is missing or"
                                       " outside the period; the ledger changed under the draw")
-            found[(part.shard, rank)] = (seq, accepted_ms)
+            found[(part.shard, rank)] = (seq, accepted_ms, record)
     out = []
     for n, (index, (shard, rank)) in enumerate(zip(indexes, placed), start=1):
-        seq, accepted_ms = found[(shard, rank)]
-        out.append(Winner(n, index, shard, seq, make_code(code_key, shard, seq), accepted_ms))
+        seq, accepted_ms, record = found[(shard, rank)]
+        out.append(Winner(n, index, shard, seq, record_code(code_key, shard, seq, record), accepted_ms))
     return tuple(out)

@@ -1,8 +1,12 @@
 """Use case `record`: move a shard's captured documents into the hash-chained ledger.
 
 Runs inside a LedgerWriter actor, one ShardRecorder per shard. Exactly-once: the ledger's
-chain head (last recorded sequence) is read from PostgreSQL, entries at or below it are only
-acknowledged, and a batch is written in one transaction before its entries are acknowledged.
+chain head (last recorded sequence) is read from PostgreSQL, a batch is written in one
+transaction before its entries are acknowledged, and an entry at or below the head is only
+acknowledged once the ledger is seen to hold the very same document there (a redelivery).
+Anything else at a recorded place is a conflict: the shard stops, the documents are written to
+capture_conflicts, the capture store's fence is removed (capture re-fences above the ledger),
+and recording goes on only after an operator released them (`posray capture release`).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from typing import Callable
 
 import orjson
 
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import EntryRow, PgLedger
 from posray.adapters.redis_stream import Captured, RedisShardStream, StreamEntry
 from posray.domain import tlog
-from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, seal_batch
+from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, record_document, seal_batch
 from posray.domain.codes import CodeKey, make_code
-from posray.domain.errors import LedgerCorrupted
-from posray.domain.transaction import issued_at_ms
+from posray.domain.errors import LedgerConflict, LedgerCorrupted
+from posray.domain.transaction import document_hash, issued_at_ms
 from posray.services.health import checkpoint_age_s
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,7 @@ class ShardRecorder:
     def __init__(
         self, shard: int, stream: RedisShardStream, ledger: PgLedger, code_key: CodeKey,
         batch_max: int, wait_ms: int, sign: Sign | None = None, checkpoint_interval_s: float = 1.0,
-        observe: Observe | None = None,
+        observe: Observe | None = None, fences: PgFences | None = None,
     ):
         self.shard = shard
         self._stream = stream
@@ -67,6 +72,7 @@ class ShardRecorder:
         # When the latest checkpoint was signed (never signed: when the first batch was recorded).
         self._checkpointed_ms: int | None = None
         self._observe = observe
+        self._fences = fences
 
     @property
     def head(self) -> ChainHead | None:
@@ -153,9 +159,11 @@ class ShardRecorder:
 
         Raises:
             LedgerCorrupted: the documents do not continue the chain without a gap.
+            LedgerConflict: an entry names a recorded place that holds another document.
         """
         head = self._head
         captured = [c for e in entries for c in e.captured()]
+        await self._check_redelivered([c for c in captured if c.seq <= head.last_seq])
         fresh = sorted((c for c in captured if c.seq > head.last_seq), key=lambda c: c.seq)
         for expected, doc in enumerate(fresh, start=head.last_seq + 1):
             if doc.seq != expected:
@@ -167,6 +175,32 @@ class ShardRecorder:
             await self._append(head, fresh)
         await self._stream.acknowledge(self.shard, [e.entry_id for e in entries], self._head.last_seq)
         return len(fresh)
+
+    async def _check_redelivered(self, old: list[Captured]) -> None:
+        """Entries at recorded places must hold the recorded documents, or be released conflicts."""
+        if not old:
+            return
+        stored = await self._ledger.records(self.shard, [c.seq for c in old])
+        differing = [c for c in old if c.seq not in stored or record_document(stored[c.seq]) != c.canonical]
+        if not differing:
+            return
+        found = [(c.seq, document_hash(c.canonical), c.canonical, c.accepted_at_ms) for c in differing]
+        released = set()
+        if self._fences is not None:
+            await self._fences.add_conflicts(self.shard, found)
+            released = {(x.seq, x.document_hash) for x in await self._fences.conflicts(self.shard) if x.released}
+        blocking = [f for f in found if (f[0], f[1]) not in released]
+        if not blocking:
+            log.warning("shard %d: %d released conflicting entries acknowledged as lost", self.shard, len(found))
+            return
+        # The capture store handed out recorded sequences: stop it until it is fenced again.
+        await self._stream.unfence(self.shard)
+        seqs = tuple(f[0] for f in blocking)
+        raise LedgerConflict(
+            f"shard {self.shard}: captured sequence(s) {_ranges(seqs)} are recorded with other documents "
+            f"(the capture store reissued them); recording of this shard stopped. See "
+            f"`posray audit --reconcile`; release with `posray capture release {self.shard}`",
+            self.shard, seqs)
 
     async def _append(self, head: ChainHead, fresh: list[Captured]) -> None:
         rows = [self._row(c) for c in fresh]
@@ -186,7 +220,7 @@ class ShardRecorder:
 
     def _row(self, entry: Captured) -> EntryRow:
         doc = orjson.loads(entry.canonical)
-        code = make_code(self._code_key, self.shard, entry.seq)
+        code = make_code(self._code_key, self.shard, entry.seq, document_hash(entry.canonical))
         return EntryRow(
             seq=entry.seq,
             terminal_id=doc["terminal_id"],
@@ -196,3 +230,17 @@ class ShardRecorder:
             total_minor=doc["total_minor"],
             record=record_bytes(self.shard, entry.seq, code, entry.accepted_at_ms, entry.canonical),
         )
+
+
+def _ranges(seqs: tuple[int, ...]) -> str:
+    """1, 2, 3, 7 -> "1..3, 7" (at most a few ranges, then a count)."""
+    parts: list[str] = []
+    start = prev = seqs[0]
+    for seq in (*seqs[1:], None):
+        if seq is not None and seq == prev + 1:
+            prev = seq
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        if seq is not None:
+            start = prev = seq
+    return ", ".join(parts[:5]) + (f" and {len(parts) - 5} more ranges" if len(parts) > 5 else "")

@@ -17,6 +17,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from posray.adapters.pg import create_pool
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_capture import RedisCapture, connect
@@ -24,6 +25,8 @@ from posray.adapters.redis_keys import LEDGER_GROUP, seq_key, stream_key
 from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.codes import CodeKey
 from posray.domain.transaction import shard_of
+from posray.domain.transaction import Submission
+from posray.services.fencing import ShardFences
 from posray.services.recording import ShardRecorder
 
 # With this many logical shards every test can own shards of its own (codes allow 2**16).
@@ -67,9 +70,16 @@ class Backends:
     stream: RedisShardStream
     ledger: PgLedger
     terminals: PgTerminals
+    fence_ledger: PgFences
+    fences: ShardFences
 
     def recorder(self, shard: int, code_key: CodeKey, batch_max: int = 1000, stream=None) -> ShardRecorder:
-        return ShardRecorder(shard, stream or self.stream, self.ledger, code_key, batch_max, wait_ms=5)
+        return ShardRecorder(shard, stream or self.stream, self.ledger, code_key, batch_max, wait_ms=5,
+                             fences=self.fence_ledger)
+
+    async def append(self, shard: int, accepted_at_ms: int, subs: list[Submission]):
+        """Capture straight through the adapter, under this test's fence of the shard."""
+        return await self.capture.append(shard, accepted_at_ms, subs, await self.fences.ensure(shard))
 
     async def xlen(self, shard: int) -> int:
         """Documents held in the shard's stream (an entry holds one capture call's documents)."""
@@ -102,18 +112,22 @@ class Backends:
 
 
 @contextlib.asynccontextmanager
-async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_000_000):
+async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_000_000,
+                   reservation: int = 1000):
     client = connect(redis_url)
     pool = await create_pool(dsn)
+    capture = RedisCapture(client, prefix, IDEMPOTENCY_TTL_S, backlog_max)
     try:
         yield Backends(
             redis=client,
             pool=pool,
             prefix=prefix,
-            capture=RedisCapture(client, prefix, IDEMPOTENCY_TTL_S, backlog_max),
+            capture=capture,
             stream=RedisShardStream(client, prefix),
             ledger=PgLedger(pool),
             terminals=PgTerminals(pool),
+            fence_ledger=PgFences(pool),
+            fences=ShardFences(capture, PgFences(pool), f"{redis_url}#{prefix}", reservation),
         )
     finally:
         await pool.close()

@@ -34,7 +34,7 @@ def test_the_ledger_refuses_changes(redis_url, schema_dsn, key_prefix, keys, tab
 
     async def main():
         async with backends(redis_url, schema_dsn, key_prefix) as b:
-            await b.capture.append(shard, now_ms(), subs)
+            await b.append(shard, now_ms(), subs)
             await b.record_all(shard, keys.code)
             snapshot = f"SELECT * FROM {table} ORDER BY shard, {'seq' if 'entries' in table else 'batch_no'}"
             before = await b.pool.fetch(snapshot)

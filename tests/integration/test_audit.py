@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import asyncpg
+import orjson
 import pytest
 
 from jobs.audit import build_parser, run_audit
@@ -27,13 +28,13 @@ from posray.adapters.pg import apply_schema
 from posray.domain import tlog
 from posray.domain.canonical import canonical_bytes
 from posray.domain.chain import BatchHeader
-from posray.domain.codes import make_code
 from posray.domain.errors import NotFound
 from posray.domain.keys import terminal_key
 from posray.domain.merkle import leaf_hash, root_hash, verify_inclusion
 from posray.domain.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from posray.domain.receipt_proof import verify_receipt_bundle
-from posray.services.lookup import by_code, proof_bundle
+from posray.services import proofs
+from posray.services.lookup import _recorded as lookup_recorded, by_code, proof_bundle
 from posray.services.recording import ShardRecorder
 from posray.settings import Settings
 from tests.conftest import PG_ADMIN_DSN, _admin
@@ -56,6 +57,7 @@ class Recorded:
     verifier: NoteVerifier
     saved_size: int
     saved_note: str
+    codes: dict  # seq of the target shard -> the code its terminal printed
 
 
 async def _record(dsn, redis_url, prefix, keys, settings, signer) -> tuple[int, int]:
@@ -67,7 +69,7 @@ async def _record(dsn, redis_url, prefix, keys, settings, signer) -> tuple[int, 
             key = terminal_key(keys.terminal_master, terminal_id, 1)
             subs = [submission_of(make_document(terminal_id, c, key), SHARD_COUNT) for c in range(1, count + 1)]
             for i in range(0, count, BATCH_MAX):  # one stream entry per call: batches of BATCH_MAX
-                await b.capture.append(shard, now_ms(), subs[i:i + BATCH_MAX])
+                await b.append(shard, now_ms(), subs[i:i + BATCH_MAX])
             origin = settings.log_origin(shard)
             recorder = ShardRecorder(
                 shard, b.stream, b.ledger, keys.code, BATCH_MAX, wait_ms=5, checkpoint_interval_s=0,
@@ -95,8 +97,10 @@ def recorded(redis_url, run_id, keys, seed_file):
         conn = await asyncpg.connect(settings.pg_dsn)
         size, note = await conn.fetchrow(
             "SELECT tree_size, note FROM checkpoints WHERE shard = $1 ORDER BY tree_size DESC LIMIT 1", target)
+        rows = await conn.fetch("SELECT seq, record FROM ledger_entries WHERE shard = $1", target)
         await conn.close()
-        return target, bystander, size, note
+        codes = {r["seq"]: orjson.loads(r["record"])["code"] for r in rows}
+        return target, bystander, size, note, codes
 
     async def teardown():
         await _admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
@@ -108,9 +112,10 @@ def recorded(redis_url, run_id, keys, seed_file):
         await client.aclose()
 
     try:
-        target, bystander, size, note = asyncio.run(setup())
+        target, bystander, size, note, codes = asyncio.run(setup())
         verifier = NoteVerifier(signer.name, signer.public_key)
-        yield Recorded(lambda name: f"{base}/{name}", template, target, bystander, settings, verifier, size, note)
+        yield Recorded(lambda name: f"{base}/{name}", template, target, bystander, settings, verifier, size, note,
+                       codes)
     finally:
         asyncio.run(teardown())
 
@@ -148,16 +153,25 @@ def batch_proof_holds(ledger: dict) -> bool:
 
 
 async def customer_detects(recorded: Recorded, keys, dsn: str, redis_url: str, seq: int,
-                           tree_size: int, note: str | None) -> str | None:
+                           tree_size: int, note: str | None, lying: bool = False) -> str | None:
     """What a customer holding receipt `seq` finds wrong (None: the receipt verifies).
 
     The log proof is fetched for `tree_size` and checked against `note` (the checkpoint the
-    customer kept) or, when None, against the checkpoint the server serves.
+    customer kept) or, when None, against the checkpoint the server serves. posray's server
+    refuses a code whose place holds another document; a `lying` server serves whatever row is
+    at the code's place anyway, and the customer's own checks must still fail.
     """
-    code = make_code(keys.code, recorded.target, seq)
+    code = recorded.codes[seq]
     async with backends(redis_url, dsn, "posray-test:audit-customer") as b:
         try:
-            bundle = await proof_bundle(b.ledger, keys.code, code, tree_size)
+            if lying:
+                entry = await b.ledger.entry(recorded.target, seq)
+                if entry is None:
+                    return "not found: no row at the code's place"
+                bundle = {"code": code, "record": entry.record.decode(), "leaf_hash": entry.leaf_hash.hex(),
+                          **await proofs.inclusion(b.ledger, entry.shard, entry.seq, tree_size)}
+            else:
+                bundle = await proof_bundle(b.ledger, b.fence_ledger, keys.code, code, tree_size)
         except NotFound as e:
             return f"not found: {e}"
         if note is not None:
@@ -166,7 +180,11 @@ async def customer_detects(recorded: Recorded, keys, dsn: str, redis_url: str, s
         failed = [c.name for c in checks if not c.ok]
         if failed:
             return "log proof: " + ", ".join(failed)
-        receipt = await by_code(b.ledger, b.capture, keys.code, code)
+        if lying:
+            entry = await b.ledger.entry(recorded.target, seq)
+            receipt = {"ledger": (await lookup_recorded(b.ledger, entry))["ledger"]}
+        else:
+            receipt = await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, code)
         return None if batch_proof_holds(receipt["ledger"]) else "batch proof"
 
 
@@ -311,12 +329,12 @@ TAMPERS = {
     "a batch recorded_at altered": Tamper(
         alter_recorded_at, "batch_header_hash", 76, 3, "batch 3 header_hash does not match its header", 80,
         "batch proof"),
+    # With the operator's code key the audit sees at once that the edited record's code does not
+    # bind its new document; TestAuditorWithoutTheSeed checks what the hashes alone reveal.
     "an edit hidden by recomputing leaf, batch root and header": Tamper(
-        hide_edit, "tlog_node", 32, None, "tlog node (level 4, index 1) differs from the recomputed subtree hash",
-        30, "log proof: inclusion"),
+        hide_edit, "record_code", 30, 1, "record of seq 30 carries code", 30, "log proof: inclusion"),
     "an edit hidden by recomputing every hash, log nodes too": Tamper(
-        hide_edit_and_rebuild_log, "checkpoint_root", 50, None,
-        "checkpoint at size 50: root differs from the recomputed tree", 30, "log proof: tree head"),
+        hide_edit_and_rebuild_log, "record_code", 30, 1, "record of seq 30 carries code", 30, "log proof: tree head"),
     "the tail truncated, checkpoints kept": Tamper(
         truncate_tail, "checkpoint_beyond_log", 251, None,
         "checkpoint at size 275 claims 275 leaves, the log holds only 250 (tail truncated)", 10, "not found"),
@@ -330,6 +348,31 @@ TAMPERS = {
         forge_checkpoint, "checkpoint_note", 100, None, "checkpoint at size 100: bad signature", 90,
         "log proof: checkpoint", customer_size=100),
 }
+
+
+class TestAuditorWithoutTheSeed:
+    """An auditor holding only the log's public key (no code key) still finds hidden edits by hashes."""
+
+    @pytest.mark.parametrize("tamper, kind, seq, what", [
+        (hide_edit, "tlog_node", 32, "tlog node (level 4, index 1) differs from the recomputed subtree hash"),
+        (hide_edit_and_rebuild_log, "checkpoint_root", 50, "checkpoint at size 50: root differs from the recomputed tree"),
+    ])
+    def test_a_hidden_edit_is_found_from_the_log_hashes_and_signatures(self, recorded, copy_dsn, tamper, kind,
+                                                                        seq, what, tmp_path):
+        async def apply():
+            async with superuser(copy_dsn) as conn:
+                await tamper(conn, recorded.target)
+
+        asyncio.run(apply())
+        out, err = io.StringIO(), io.StringIO()
+        settings = recorded.settings.replace(pg_dsn=copy_dsn, operator_seed_file=tmp_path / "no-seed")
+        argv = ["--json", "--page-rows", "64", "--key", recorded.verifier.verifier_key()]
+        code = run_audit(settings, build_parser().parse_args(argv), out, err)
+        out = out.getvalue()
+        divergence = {s["shard"]: s for s in json.loads(out)["shards"]}[recorded.target]["first_divergence"]
+        assert code == 1
+        assert (divergence["kind"], divergence["seq"]) == (kind, seq)
+        assert divergence["what"].startswith(what)
 
 
 class TestIntactLedger:
@@ -375,7 +418,10 @@ class TestTampering:
         size = tamper.customer_size or recorded.saved_size
         note = None if tamper.customer_size else recorded.saved_note
         found = asyncio.run(customer_detects(recorded, keys, copy_dsn, redis_url, tamper.customer_seq, size, note))
-        assert found is not None and found.startswith(tamper.customer_finds), found
+        assert found is not None, "posray served a tampered receipt as genuine"
+        lied = asyncio.run(customer_detects(recorded, keys, copy_dsn, redis_url, tamper.customer_seq, size, note,
+                                            lying=True))
+        assert lied is not None and lied.startswith(tamper.customer_finds), lied
 
     def test_a_rehashed_batch_header_breaks_the_next_link(self, recorded, copy_dsn):
         # The customer's receipt proof does not cover batch headers; the audit finds the broken link

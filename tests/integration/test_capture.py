@@ -33,8 +33,8 @@ class TestAppendNewDocuments:
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
                 at = now_ms()
-                first = await b.capture.append(shard, at, _subs(_docs(keys, terminal_id, range(1, 8))))
-                second = await b.capture.append(shard, at + 5, _subs(_docs(keys, terminal_id, range(8, 11))))
+                first = await b.append(shard, at, _subs(_docs(keys, terminal_id, range(1, 8))))
+                second = await b.append(shard, at + 5, _subs(_docs(keys, terminal_id, range(8, 11))))
                 return first, second, await b.xlen(shard), await b.seq_counter(shard), at
 
         first, second, xlen, counter, at = asyncio.run(main())
@@ -54,8 +54,8 @@ class TestIdempotency:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                first = await b.capture.append(shard, 1_000, subs)
-                again = await b.capture.append(shard, 2_000, [subs[1], subs[0]])
+                first = await b.append(shard, 1_000, subs)
+                again = await b.append(shard, 2_000, [subs[1], subs[0]])
                 return first, again, await b.xlen(shard)
 
         first, again, xlen = asyncio.run(main())
@@ -71,9 +71,9 @@ class TestIdempotency:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                first = await append_batch(b.capture, keys, shard, subs)
+                first = await append_batch(b.capture, b.fences, keys, shard, subs)
                 await asyncio.sleep(0.01)  # a retry comes later: its accepted_at must not move
-                again = await append_batch(b.capture, keys, shard, subs)
+                again = await append_batch(b.capture, b.fences, keys, shard, subs)
                 return first, again, await b.xlen(shard)
 
         first, again, xlen = asyncio.run(main())
@@ -84,7 +84,7 @@ class TestIdempotency:
             assert (two.code, two.seq, two.accepted_at_ms, two.fiscal_sign) == (
                 one.code, one.seq, one.accepted_at_ms, one.fiscal_sign,
             )
-            assert one.code == make_code(keys.code, shard, one.seq)
+            assert one.code == make_code(keys.code, shard, one.seq, sub.document_hash)
             assert one.fiscal_sign == fiscal_sign(
                 keys.fiscal, one.code, sub.document_hash, one.accepted_at_ms
             )
@@ -100,10 +100,10 @@ class TestIdempotency:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                first = await b.capture.append(shard, 1_000, original)
+                first = await b.append(shard, 1_000, original)
                 before = (await b.xlen(shard), await b.seq_counter(shard))
-                raw = await b.capture.append(shard, 2_000, other)
-                results = await append_batch(b.capture, keys, shard, other)
+                raw = await b.append(shard, 2_000, other)
+                results = await append_batch(b.capture, b.fences, keys, shard, other)
                 after = (await b.xlen(shard), await b.seq_counter(shard))
                 return first, raw, results, before, after
 
@@ -122,7 +122,7 @@ class TestIdempotency:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                out = await b.capture.append(shard, 7_000, [a, a, b_conflict, c, c])
+                out = await b.append(shard, 7_000, [a, a, b_conflict, c, c])
                 return out, await b.xlen(shard)
 
         out, xlen = asyncio.run(main())
@@ -142,17 +142,17 @@ class TestBackpressure:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix, backlog_max=3) as b:
-                await b.capture.append(shard, 1_000, subs[:2])
+                await b.append(shard, 1_000, subs[:2])
                 with pytest.raises(Overloaded) as raw:
-                    await b.capture.append(shard, 2_000, subs[2:4])
+                    await b.append(shard, 2_000, subs[2:4])
                 with pytest.raises(Overloaded):
-                    await append_batch(b.capture, keys, shard, subs[2:4])
+                    await append_batch(b.capture, b.fences, keys, shard, subs[2:4])
                 state = (
                     await b.xlen(shard),
                     await b.seq_counter(shard),
                     await b.capture.seq_of(shard, terminal_id, 3),
                 )
-                last = await b.capture.append(shard, 3_000, subs[2:3])
+                last = await b.append(shard, 3_000, subs[2:3])
                 return raw.value, state, last
 
         error, state, last = asyncio.run(main())
@@ -160,28 +160,6 @@ class TestBackpressure:
         assert state == (2, 2, None)
         # Exactly at the maximum is still accepted, and the refused call burnt no sequence.
         assert [(o.status, o.seq) for o in last] == [(NEW, 3)]
-
-
-class TestSequenceFloor:
-    def test_raise_seq_floor_makes_the_next_seq_floor_plus_one_and_never_lowers(
-        self, redis_url, schema_dsn, key_prefix, keys
-    ):
-        terminal_id, shard = fresh_terminal()
-        subs = _subs(_docs(keys, terminal_id, range(1, 3)))
-
-        async def main():
-            async with backends(redis_url, schema_dsn, key_prefix) as b:
-                raised = await b.capture.raise_seq_floor(shard, 100)
-                first = await b.capture.append(shard, 1_000, subs[:1])
-                kept = await b.capture.raise_seq_floor(shard, 50)
-                second = await b.capture.append(shard, 1_000, subs[1:])
-                return raised, first, kept, second
-
-        raised, first, kept, second = asyncio.run(main())
-        assert raised == 100
-        assert first[0].seq == 101
-        assert kept == 101
-        assert second[0].seq == 102
 
 
 class TestReadsOfCapturedDocuments:
@@ -193,7 +171,7 @@ class TestReadsOfCapturedDocuments:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                out = await b.capture.append(shard, 4_242, subs)
+                out = await b.append(shard, 4_242, subs)
                 before = [await b.capture.pending(shard, o.seq) for o in out]
                 unknown = await b.capture.pending(shard, 99)
                 await b.record_all(shard, keys.code)
@@ -213,7 +191,7 @@ class TestReadsOfCapturedDocuments:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                await b.capture.append(shard, 1_000, subs)
+                await b.append(shard, 1_000, subs)
                 return [await b.capture.seq_of(shard, terminal_id, c) for c in (3, 5, 9, 4)]
 
         assert asyncio.run(main()) == [2, 1, 3, None]
@@ -229,14 +207,15 @@ class TestCaptureOwned:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                first = await capture_owned(b.capture, keys, {s1, s2}, wire)
-                again = await capture_owned(b.capture, keys, {s1, s2}, wire)
+                first = await capture_owned(b.capture, b.fences, keys, {s1, s2}, wire)
+                again = await capture_owned(b.capture, b.fences, keys, {s1, s2}, wire)
                 return first, again, await b.xlen(s1), await b.xlen(s2), await b.xlen(s3)
 
         first, again, *lengths = asyncio.run(main())
         accepted = [Accepted(*r) for r in first[:2]] + [Accepted(*first[3])]
         assert [(a.shard, a.seq, a.duplicate) for a in accepted] == [(s1, 1, False), (s2, 1, False), (s1, 2, False)]
-        assert all(a.code == make_code(keys.code, a.shard, a.seq) for a in accepted)
+        assert all(a.code == make_code(keys.code, a.shard, a.seq, s.document_hash)
+                   for a, s in zip(accepted, (subs[0], subs[2], subs[1])))
         assert isinstance(first[2], Unavailable) and first[2].status == 503
         assert [Accepted(*again[i]).duplicate for i in (0, 1, 3)] == [True, True, True]
         assert [Accepted(*again[i]).code for i in (0, 1, 3)] == [a.code for a in accepted]

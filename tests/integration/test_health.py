@@ -17,7 +17,7 @@ def signer(size, root, extensions) -> str:
 async def capture(b, keys, terminal_id: str, shard: int, counters, accepted_at_ms: int) -> None:
     key = terminal_key(keys.terminal_master, terminal_id, 1)
     subs = [submission_of(make_document(terminal_id, c, key), SHARD_COUNT) for c in counters]
-    await b.capture.append(shard, accepted_at_ms, subs)
+    await b.append(shard, accepted_at_ms, subs)
 
 
 class TestStreamFigures:

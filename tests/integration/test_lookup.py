@@ -28,7 +28,7 @@ def _accept(b, keys, terminal_id: str, shard: int, counters):
     key = terminal_key(keys.terminal_master, terminal_id, 1)
     docs = [make_document(terminal_id, c, key) for c in counters]
     subs = [submission_of(d, SHARD_COUNT) for d in docs]
-    return docs, subs, append_batch(b.capture, keys, shard, subs)
+    return docs, subs, append_batch(b.capture, b.fences, keys, shard, subs)
 
 
 def _assert_printed(receipt: dict, doc: dict, accepted, sub) -> None:
@@ -52,7 +52,7 @@ class TestByCode:
                 docs, subs, pending = _accept(b, keys, terminal_id, shard, [1, 2])
                 accepted = await pending
                 typed = display_code(accepted[1].code).lower()  # as a customer types it
-                return docs, subs, accepted, await by_code(b.ledger, b.capture, keys.code, typed)
+                return docs, subs, accepted, await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, typed)
 
         docs, subs, accepted, receipt = asyncio.run(main())
         assert receipt["status"] == "accepted"
@@ -71,7 +71,7 @@ class TestByCode:
                 docs, subs, pending = _accept(b, keys, terminal_id, shard, range(1, 8))
                 accepted = await pending
                 await b.record_all(shard, keys.code)
-                receipts = [await by_code(b.ledger, b.capture, keys.code, a.code) for a in accepted]
+                receipts = [await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, a.code) for a in accepted]
                 return docs, subs, accepted, receipts, await b.batch_rows(shard)
 
         docs, subs, accepted, receipts, batches = asyncio.run(main())
@@ -99,16 +99,16 @@ class TestByCode:
         self, redis_url, schema_dsn, key_prefix, keys
     ):
         terminal_id, shard = fresh_terminal()
-        forged = make_code(CodeKey(bytes(32)), shard, 1)  # right format, another key's tag
+        forged = make_code(CodeKey(bytes(32)), shard, 1, bytes(32))  # right format, another key's tag
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
                 _, _, pending = _accept(b, keys, terminal_id, shard, [1])
                 await pending
                 with pytest.raises(NotFound):
-                    await by_code(b.ledger, b.capture, keys.code, forged)
+                    await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, forged)
                 with pytest.raises(NotFound):  # a genuine code of a sequence never captured
-                    await by_code(b.ledger, b.capture, keys.code, make_code(keys.code, shard, 2))
+                    await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, make_code(keys.code, shard, 2, bytes(32)))
 
         asyncio.run(main())
 
@@ -117,18 +117,18 @@ class TestByCode:
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
                 with pytest.raises(CodeMalformed):
-                    await by_code(b.ledger, b.capture, keys.code, text)
+                    await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, text)
 
         asyncio.run(main())
 
     def test_a_mistyped_character_is_malformed_not_not_found(self, redis_url, schema_dsn, key_prefix, keys):
-        code = make_code(keys.code, 1, 1)
+        code = make_code(keys.code, 1, 1, bytes(32))
         typo = code[:3] + ("1" if code[3] != "1" else "2") + code[4:]
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
                 with pytest.raises(CodeMalformed):
-                    await by_code(b.ledger, b.capture, keys.code, typo)
+                    await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, typo)
 
         asyncio.run(main())
 

@@ -21,10 +21,11 @@ from posray.adapters.pg_lottery import PgLottery
 from posray.cli import main
 from posray.domain import tlog
 from posray.domain.chain import record_bytes, seal_batch
-from posray.domain.codes import make_code, parse_code
+from posray.domain.chain import record_code
+from posray.domain.codes import make_code
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
-from posray.domain.transaction import canonical_document
+from posray.domain.transaction import canonical_document, document_hash
 from posray.lottery_cli import parse_moment
 from posray.services import proofs
 from posray.services.lottery import DrawRefused, draw_winners
@@ -56,8 +57,9 @@ async def record(ledger: PgLedger, code_key, shard: int, accepted: list[int]) ->
         seq = head.last_seq + 1 + i
         issued = datetime.fromtimestamp(accepted_ms // 1000 - 5, tz=timezone.utc).isoformat()
         doc = make_document(f"T-LOT-{shard}", seq, bytes(32), issued_at=issued)
-        record_ = record_bytes(shard, seq, make_code(code_key, shard, seq), accepted_ms,
-                               canonical_document(doc))
+        canonical = canonical_document(doc)
+        record_ = record_bytes(shard, seq, make_code(code_key, shard, seq, document_hash(canonical)), accepted_ms,
+                               canonical)
         rows.append(EntryRow(seq, doc["terminal_id"], seq, (accepted_ms // 1000 - 5) * 1000,
                              accepted_ms, doc["total_minor"], record_))
     header, leaves = seal_batch(head, head.last_seq + 1, [r.record for r in rows], max(accepted) + 50)
@@ -181,11 +183,11 @@ class TestEligibility:
         assert len({(w.shard, w.seq) for w in result.winners}) == WINNERS
         assert len({w.code for w in result.winners}) == WINNERS
         for w in result.winners:
-            (row,) = fetch(lottery_dsn, "SELECT accepted_at FROM ledger_entries WHERE shard = $1"
+            (row,) = fetch(lottery_dsn, "SELECT accepted_at, record FROM ledger_entries WHERE shard = $1"
                            " AND seq = $2", w.shard, w.seq)
             assert moment(A[0]) <= row["accepted_at"] < moment(A[1])
             assert w.seq <= sizes[w.shard]
-            assert parse_code(keys.code, w.code) == (w.shard, w.seq)
+            assert w.code == record_code(keys.code, w.shard, w.seq, bytes(row["record"]))
 
     def test_asking_for_more_winners_than_eligible_receipts_makes_every_eligible_receipt_win(
         self, lottery_dsn, keys
@@ -210,7 +212,7 @@ class TestReproducibility:
         statement, winners = independent_draw(lottery_dsn, "2026-10-01T00:00:00.000Z",
                                               "2026-11-01T00:00:00.000Z", WINNERS)
         assert statement == result.statement
-        assert [make_code(keys.code, *w) for w in winners] == [w.code for w in result.winners]
+        assert winners == [(w.shard, w.seq) for w in result.winners]
 
     def test_notes_that_the_operators_key_did_not_sign_stop_the_draw(self, lottery_dsn, keys):
         stranger = NoteSigner(LOG_NAME, bytes(32))

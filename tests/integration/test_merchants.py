@@ -14,6 +14,7 @@ import pytest
 from posray.adapters.pg import apply_schema, create_pool
 from posray.adapters.pg_merchants import PgMerchants
 from posray.domain.codes import make_code
+from posray.domain.transaction import canonical_document, document_hash
 from posray.domain.errors import Forbidden, InvalidDocument, NotFound, Unauthenticated
 from posray.domain.keys import terminal_key
 from posray.domain.merchant_token import issue_token as make_token
@@ -73,7 +74,7 @@ async def _record(b, keys, world: World) -> None:
                                           currency=currency))
             subs = [submission_of(d, SHARD_COUNT) for d in docs]
             shard = subs[0].shard
-            await b.capture.append(shard, accepted_ms, subs)
+            await b.append(shard, accepted_ms, subs)
             day = datetime.fromtimestamp(accepted_ms / 1000, timezone.utc).date()
             world.docs += [(merchant, day, d) for d in docs]
         await b.record_all(shard, keys.code)
@@ -135,7 +136,7 @@ class TestDocuments:
         by_key = {key_of(d): d for d in world.of(world.merchant_a, DAY1)}
         for got in page["documents"]:
             assert got["document"] == orjson.loads(orjson.dumps(by_key[key_of(got)]))
-            assert got["code"] == make_code(keys.code, got["shard"], got["seq"])
+            assert got["code"] == make_code(keys.code, got["shard"], got["seq"], document_hash(canonical_document(got["document"])))
             assert got["total_minor"] == got["document"]["total_minor"]
             assert got["accepted_at"].startswith("2026-03-10T")
 
@@ -353,7 +354,7 @@ def test_a_version_2_database_gains_token_versions_and_indexes(run_id):
     with private_database(f"posray_{run_id}_v2", schema=False) as dsn:
         version, versions, indexes = asyncio.run(main(dsn))
     assert version == 1
-    assert versions == [1, 2, 3, 4]  # every later version is applied too
+    assert versions == [1, 2, 3, 4, 5]  # every later version is applied too
     assert {"terminals_merchant", "ledger_entries_terminal_accepted"} <= indexes
 
 
@@ -370,7 +371,7 @@ def test_texts_with_nul_or_escaped_backslashes_do_not_break_the_summary(redis_ur
             key = terminal_key(keys.terminal_master, terminal_id, 1)
             docs = [make_document(terminal_id, n + 1, key, items=[{"name": name, "qty_milli": 1000,
                     "unit_price_minor": 100 * (n + 1), "vat_rate_bp": 2000}]) for n, name in enumerate(names)]
-            await b.capture.append(shard, epoch_ms(DAY1, 10), [submission_of(d, SHARD_COUNT) for d in docs])
+            await b.append(shard, epoch_ms(DAY1, 10), [submission_of(d, SHARD_COUNT) for d in docs])
             await b.record_all(shard, keys.code)
             async for k in b.redis.scan_iter(match=f"{prefix}:*", count=1000):
                 await b.redis.delete(k)

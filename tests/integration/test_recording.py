@@ -11,6 +11,7 @@ from posray.adapters.redis_keys import stream_key
 from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.chain import GENESIS_HASH, BatchHeader, record_bytes
 from posray.domain.codes import make_code
+from posray.domain.transaction import document_hash
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.keys import terminal_key
 from tests.documents import make_document, submission_of
@@ -35,7 +36,7 @@ async def capture(b, keys, terminal_id: str, shard: int, counters, call_size: in
     by_seq = {}
     for i in range(0, len(subs), call_size):
         calls = subs[i:i + call_size]
-        for sub, out in zip(calls, await b.capture.append(shard, now_ms(), calls)):
+        for sub, out in zip(calls, await b.append(shard, now_ms(), calls)):
             by_seq[out.seq] = sub.canonical
     return by_seq
 
@@ -64,7 +65,7 @@ def assert_chained_ledger(entries, batches, shard: int, keys, canonical_by_seq: 
         assert [e["leaf_index"] for e in rows] == list(range(len(rows)))
         for e in rows:
             expected = record_bytes(
-                shard, e["seq"], make_code(keys.code, shard, e["seq"]),
+                shard, e["seq"], make_code(keys.code, shard, e["seq"], document_hash(canonical_by_seq[e["seq"]])),
                 round(e["accepted_at"].timestamp() * 1000), canonical_by_seq[e["seq"]],
             )
             assert bytes(e["record"]) == expected

@@ -66,7 +66,7 @@ def test_posray_registers_captures_records_and_revokes_as_the_app_role(roles, re
             await b.terminals.add_terminal(terminal_id, "m-role", None)
             key = terminal_key(keys.terminal_master, terminal_id, 1)
             subs = [submission_of(make_document(terminal_id, c, key), SHARD_COUNT) for c in range(1, 6)]
-            await b.capture.append(shard, now_ms(), subs)
+            await b.append(shard, now_ms(), subs)
             recorded = await b.record_all(shard, keys.code)
             head = await b.ledger.head(shard)
             await b.ledger.add_checkpoint(shard, 5, b"\0" * 32, "note", now_ms())

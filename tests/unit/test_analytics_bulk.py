@@ -17,7 +17,7 @@ from posray.analytics.snapshot import (
     scan_table,
 )
 from posray.analytics.world import GeneratorConfig, build_world
-from posray.domain.codes import CodeKey, make_code
+from posray.domain.codes import CodeKey, legacy_code
 from tests.unit.analytics_generated import generated
 
 CONFIG = GeneratorConfig(seed=3, merchants=6, start=date(2026, 3, 2), days=14, documents=4000, shard_count=4,
@@ -71,7 +71,7 @@ class TestLayout:
         write_bulk_snapshot(tmp_path, small, code_key=key)
         documents = scan_table(tmp_path, "documents").collect()
         codes = documents.select("shard", "seq", "code").iter_rows()
-        assert all(code == make_code(key, shard, seq) for shard, seq, code in codes)
+        assert all(code == legacy_code(key, shard, seq) for shard, seq, code in codes)
 
 
 class TestDocuments:

@@ -17,7 +17,7 @@ from posray.analytics.generator import (
 )
 from posray.domain.codes import CodeKey, make_code
 from posray.domain.terminal_mac import mac_matches
-from posray.domain.transaction import Rules, canonical_document, check_document, issued_at_ms, shard_of
+from posray.domain.transaction import Rules, canonical_document, check_document, document_hash, issued_at_ms, shard_of
 from posray.wire import validate_document
 
 CONFIG = GeneratorConfig(seed=3, merchants=6, start=date(2026, 3, 2), days=12, documents=3000, shard_count=4)
@@ -84,7 +84,7 @@ class TestDocuments:
         by_shard = defaultdict(list)
         for a in accepted:
             by_shard[a.shard].append(a)
-            assert a.code == make_code(CODE_KEY, a.shard, a.seq)
+            assert a.code == make_code(CODE_KEY, a.shard, a.seq, document_hash(a.canonical))
             assert a.shard == shard_of(a.document["terminal_id"], CONFIG.shard_count)
         for rows in by_shard.values():
             assert [a.seq for a in rows] == list(range(1, len(rows) + 1))

@@ -7,6 +7,8 @@ import pytest
 from posray.domain.errors import (
     DocumentConflict,
     InvalidDocument,
+    LedgerConflict,
+    NotFenced,
     Overloaded,
     Unauthenticated,
     Unavailable,
@@ -19,6 +21,8 @@ from posray.domain.errors import (
     Unauthenticated("mac", "bad"),
     Overloaded("full", 3),
     Unavailable("down", 4),
+    NotFenced("store restarted", 1),
+    LedgerConflict("seq 5 differs", 3, (5, 6)),
 ])
 def test_an_error_survives_pickling_with_its_status_and_json(error):
     back = pickle.loads(pickle.dumps(error))

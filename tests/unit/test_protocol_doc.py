@@ -158,8 +158,9 @@ class TestResponse:
         shard = shard_of(body["terminal_id"], EXAMPLE_SHARD_COUNT)
         assert shown["shard"] == shard
         accepted_ms = issued_at_ms(shown["accepted_at"])
-        code = make_code(keys.code, shard, shown["seq"])
-        sign = fiscal_sign(keys.fiscal, code, document_hash(canonical_document(body)), accepted_ms)
+        digest = document_hash(canonical_document(body))
+        code = make_code(keys.code, shard, shown["seq"], digest)
+        sign = fiscal_sign(keys.fiscal, code, digest, accepted_ms)
         expected = Accepted(code, shard, shown["seq"], accepted_ms, sign, False)
         assert shown == expected.to_json(EXAMPLE_BASE_URL)
         assert normalize_code(shown["code_display"]) == shown["code"]

@@ -139,7 +139,7 @@ class TestLegendAndUnits:
 
 class TestGrid:
     def test_dashboard_height_is_the_lowest_panel_edge(self):
-        assert render.grid_rows(render.flatten_panels(DASHBOARD)) == 32
+        assert render.grid_rows(render.flatten_panels(DASHBOARD)) == 40
 
     def test_collapsed_rows_contribute_their_panels(self):
         dashboard = {"panels": [{"type": "row", "gridPos": {"x": 0, "y": 0, "w": 24, "h": 1},
@@ -164,7 +164,7 @@ class TestGrid:
     def test_panels_of_the_dashboard_do_not_overlap(self):
         layout = render.Layout()
         panels = [p for p in render.flatten_panels(DASHBOARD) if p.get("type") != "row"]
-        rects = [layout.rect(p["gridPos"], 32) for p in panels]
+        rects = [layout.rect(p["gridPos"], render.grid_rows(panels)) for p in panels]
         for i, a in enumerate(rects):
             for b in rects[i + 1:]:
                 overlap_x = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])

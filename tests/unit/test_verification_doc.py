@@ -10,6 +10,7 @@ from posray.domain.codes import CodeKey, make_code
 from posray.domain.canonical import canonical_bytes
 from posray.domain.merkle import inclusion_proof, leaf_hash, root_hash
 from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
+from posray.domain.transaction import document_hash
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "verification.md"
 CODE_KEY = CodeKey(b"c" * 32)
@@ -24,12 +25,13 @@ def doc_verifier():
 
 
 def bundle_for(seq: int, size: int, shard: int = 3):
-    records = [record_bytes(shard, s, make_code(CODE_KEY, shard, s), 1_764_000_000_000 + s,
-                            canonical_bytes({"total_minor": s * 100})) for s in range(1, size + 1)]
+    documents = [canonical_bytes({"total_minor": s * 100}) for s in range(1, size + 1)]
+    records = [record_bytes(shard, s, make_code(CODE_KEY, shard, s, document_hash(d)), 1_764_000_000_000 + s, d)
+               for s, d in enumerate(documents, start=1)]
     leaves = [leaf_hash(r) for r in records]
     root = root_hash(leaves)
     note = sign_checkpoint(SIGNER, Checkpoint(f"example.org/log/{shard}", size, root))
-    code = make_code(CODE_KEY, shard, seq)
+    code = make_code(CODE_KEY, shard, seq, document_hash(documents[seq - 1]))
     return code, {
         "code": code, "record": records[seq - 1].decode(), "shard": shard, "leaf_index": seq - 1,
         "tree_size": size, "root_hash": root.hex(), "checkpoint": note,

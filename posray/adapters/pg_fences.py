@@ -1,0 +1,144 @@
+"""The ledger's side of fencing: fence epochs, reservations, recorded losses and conflicts.
+
+Every fence is set in one transaction under a per-shard advisory lock, reading the ledger's
+height in the same transaction, so no two processes set fences of one shard at once and a
+fence never starts below what the ledger holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+import asyncpg
+
+from posray.adapters.pg import translated
+from posray.domain.fence import Fence, FencePlan, PriorFence
+
+_LOCK_CLASS = 7263005  # advisory lock namespace of fences: (class, shard)
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Sequences of a shard that were acknowledged and lost (or, not exact, may have been)."""
+
+    shard: int
+    epoch: int
+    lost_from: int
+    lost_to: int
+    exact: bool
+    reason: str
+    detected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A captured document whose place the ledger holds with another document."""
+
+    shard: int
+    seq: int
+    document_hash: bytes
+    document: bytes
+    accepted_at: datetime
+    released: bool
+
+
+Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> plan
+
+
+class PgFences:
+    """Reads and appends the fencing tables through an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self._pool = pool
+
+    async def establish(self, shard: int, store: str, store_seq: int, plan: Plan) -> Fence:
+        """Set the shard's next fence, as `plan` decides from the ledger's height and the prior fence.
+
+        Raises:
+            StoreMismatch: from `plan`, when another store holds the shard.
+            Unavailable: PostgreSQL is unreachable.
+        """
+        async with translated(), self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_CLASS, shard)
+            ledger_seq = await conn.fetchval(
+                "SELECT last_seq FROM ledger_batches WHERE shard = $1 ORDER BY batch_no DESC LIMIT 1",
+                shard) or 0
+            prior = await _prior(conn, shard)
+            decided = plan(ledger_seq, prior)
+            await conn.execute(
+                "INSERT INTO capture_fences (shard, epoch, store, floor_seq, ledger_seq, store_seq,"
+                " lost_from, lost_to, lost_exact, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                shard, decided.epoch, store, decided.floor, ledger_seq, store_seq,
+                decided.lost_from, decided.lost_to, decided.lost_exact, decided.reason)
+            await conn.execute(
+                "INSERT INTO capture_reservations (shard, epoch, reserved_seq) VALUES ($1, $2, $3)",
+                shard, decided.epoch, decided.reserved)
+        return Fence(shard, decided.epoch, decided.floor, decided.reserved)
+
+    async def reserve(self, shard: int, epoch: int, reserved_seq: int) -> bool:
+        """Extend the reservation of `epoch`; False when a newer epoch fenced this one out."""
+        async with translated(), self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_CLASS, shard)
+            latest = await conn.fetchval(
+                "SELECT max(epoch) FROM capture_fences WHERE shard = $1", shard)
+            if latest != epoch:
+                return False
+            await conn.execute(
+                "INSERT INTO capture_reservations (shard, epoch, reserved_seq) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING", shard, epoch, reserved_seq)
+        return True
+
+    async def latest_epoch(self, shard: int) -> int | None:
+        async with translated(), self._pool.acquire() as conn:
+            return await conn.fetchval("SELECT max(epoch) FROM capture_fences WHERE shard = $1", shard)
+
+    async def losses(self, shard: int | None = None, seq: int | None = None) -> list[Loss]:
+        """Recorded losses, of one shard and covering one sequence when given."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT shard, epoch, lost_from, lost_to, lost_exact, reason, created_at"
+                " FROM capture_fences WHERE lost_from IS NOT NULL"
+                " AND ($1::int IS NULL OR shard = $1)"
+                " AND ($2::bigint IS NULL OR $2 BETWEEN lost_from AND lost_to)"
+                " ORDER BY shard, epoch", shard, seq)
+        return [Loss(r["shard"], r["epoch"], r["lost_from"], r["lost_to"], r["lost_exact"],
+                     r["reason"], r["created_at"]) for r in rows]
+
+    async def add_conflicts(self, shard: int, found: list[tuple[int, bytes, bytes, int]]) -> None:
+        """Write (seq, document hash, document, accepted_at_ms) of conflicting captured documents."""
+        async with translated(), self._pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO capture_conflicts (shard, seq, document_hash, document, accepted_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                [(shard, seq, h, d, datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+                 for seq, h, d, ms in found])
+
+    async def conflicts(self, shard: int | None = None, seq: int | None = None) -> list[Conflict]:
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT c.shard, c.seq, c.document_hash, c.document, c.accepted_at,"
+                " r.shard IS NOT NULL AS released FROM capture_conflicts c"
+                " LEFT JOIN capture_conflicts_released r USING (shard, seq, document_hash)"
+                " WHERE ($1::int IS NULL OR c.shard = $1) AND ($2::bigint IS NULL OR c.seq = $2)"
+                " ORDER BY c.shard, c.seq", shard, seq)
+        return [Conflict(r["shard"], r["seq"], bytes(r["document_hash"]), bytes(r["document"]),
+                         r["accepted_at"], r["released"]) for r in rows]
+
+    async def release_conflicts(self, shard: int, by: str) -> int:
+        """Release every unreleased conflict of `shard` (they stay recorded as lost); return how many."""
+        async with translated(), self._pool.acquire() as conn:
+            result = await conn.execute(
+                "INSERT INTO capture_conflicts_released (shard, seq, document_hash, released_by)"
+                " SELECT shard, seq, document_hash, $2 FROM capture_conflicts WHERE shard = $1"
+                " ON CONFLICT DO NOTHING", shard, by)
+        return int(result.rsplit(" ", 1)[-1])
+
+
+async def _prior(conn, shard: int) -> PriorFence | None:
+    row = await conn.fetchrow(
+        "SELECT f.epoch, f.store, (SELECT max(reserved_seq) FROM capture_reservations r"
+        "  WHERE r.shard = f.shard AND r.epoch = f.epoch) AS reserved"
+        " FROM capture_fences f WHERE f.shard = $1 ORDER BY f.epoch DESC LIMIT 1", shard)
+    return None if row is None else PriorFence(row["epoch"], row["store"], row["reserved"])
