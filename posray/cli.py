@@ -95,7 +95,7 @@ def cmd_up(args) -> int:
         from posray.cli_errors import describe
 
         print(f"posray up failed: {describe(e)[0]}", file=sys.stderr)
-        print("stopping what it started ...", file=sys.stderr)
+        print("stopping what it started ...")
         cmd_down(argparse.Namespace(**{**vars(args), "data_dir": str(settings.data_dir)}))
         return 1
     print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
