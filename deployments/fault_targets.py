@@ -28,6 +28,7 @@ def start(settings: Settings) -> None:
     """
     os.environ.update(launcher.INGRESS_ENV)
     os.environ.update(launcher.AUTH_ENV)
+    launcher.use_own_token(settings)  # else ray.init would write a token into ~/.ray
     os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
     os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"

@@ -29,6 +29,7 @@ from actors.ingest_shard import IngestShard
 from actors.ledger_writer import LedgerWriter
 from actors.placement import ingest_name, ledger_name, owned_shards
 from deployments.ingress import APP_NAME, build_app
+from posray import ray_auth
 from posray.embedded import free_port
 from posray.settings import Settings
 
@@ -49,18 +50,32 @@ INGRESS_ENV = {
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
 # Ray without authentication lets anyone who reaches its ports run code (CVE-2023-48022):
-# token auth on, for the head, the workers and every driver (the token: ~/.ray/auth_token).
+# token auth on, for the head, the workers and every driver. A Ray that posray starts uses the
+# deployment's own token file (posray/ray_auth.py); a joined cluster, the operator's.
 AUTH_ENV = {"RAY_AUTH_MODE": "token"}
 READY_TIMEOUT_S = 120
 
 
-def ray_env() -> dict[str, str]:
-    """The environment a Ray node of posray is started with."""
+def ray_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment a Ray node of posray is started with (with settings: its own token)."""
     env = dict(os.environ)
     env.update(INGRESS_ENV)
     env.update(AUTH_ENV)
+    if settings is not None and ray_auth.token_path(settings.data_dir).is_file():
+        env.pop("RAY_AUTH_TOKEN", None)  # Ray would prefer it to the deployment's file
+        env.update(ray_auth.auth_env(settings.data_dir))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     return env
+
+
+def use_own_token(settings: Settings) -> None:
+    """Create the deployment's Ray token if needed and make this process and its children use it.
+
+    For a Ray that posray starts itself: without a token, `ray start --head` refuses to run
+    under token auth, and `ray.init(address="local")` would write one into ~/.ray.
+    """
+    ray_auth.create_token(settings.data_dir)
+    ray_auth.use_deployment_token(settings.data_dir)
 
 
 def haproxy_env(key: str) -> dict[str, str]:
@@ -87,7 +102,12 @@ def haproxy_env(key: str) -> dict[str, str]:
 
 
 def start_local_ray(settings: Settings) -> str:
-    """Start a local Ray head (if none is running from this data dir) and return its address."""
+    """Start a local Ray head (if none is running from this data dir) and return its address.
+
+    The head gets the deployment's own token (created here if needed); a driver in this process
+    then calls use_own_token() before connecting.
+    """
+    ray_auth.create_token(settings.data_dir)
     state = settings.data_dir / "ray.json"
     if state.exists():
         address = json.loads(state.read_text())["address"]
@@ -100,7 +120,7 @@ def start_local_ray(settings: Settings) -> str:
            # Ray's fixed defaults (10001, 52365) would collide with another Ray on this machine.
            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
            f"--temp-dir={ray_temp_dir(settings)}"]
-    env = {**ray_env(), **haproxy_env(ray_temp_dir(settings).name.rsplit("-", 1)[1])}
+    env = {**ray_env(settings), **haproxy_env(ray_temp_dir(settings).name.rsplit("-", 1)[1])}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if out.returncode != 0:
         stop_local_ray(settings)  # a head that half started (GCS up, raylet late) must not linger

@@ -20,7 +20,7 @@ from posray.adapters.keyfile import KeyFileError, load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_audit import PgAuditSource
 from posray.audit_cli import add_arguments
-from posray.domain.errors import PosrayError
+from posray.domain.errors import PosrayError, Unavailable
 from posray.domain.note import NoteError, NoteSigner, NoteVerifier
 from posray.services.audit import ShardAudit, audit_shard
 from posray.settings import Settings, SettingsError
@@ -141,7 +141,8 @@ def run_audit(settings: Settings, args, out=None, err=None) -> int:
         plan = _plan(settings, args)
         shards = args.shards or asyncio.run(_ledger_shards(settings))
     except (KeyFileError, NoteError, PosrayError) as e:
-        print(f"posray audit: {e}", file=err)
+        hint = "; is posray up (`posray status`)? else check POSRAY_PG_DSN" if isinstance(e, Unavailable) else ""
+        print(f"posray audit: {e}{hint}", file=err)
         return 2
     start = time.monotonic()
     address = args.address or os.environ.get("RAY_ADDRESS")

@@ -1,7 +1,9 @@
 """The `posray` command: up, down, status, demo, terminals (add, import, revoke), token, merchants, serve-config.
 
 Ray is imported only by the commands that need it (through deployments.launcher), so the
-operator's terminal commands work without Ray installed on the operator's machine.
+operator's terminal commands work without Ray installed on the operator's machine. Every
+command finds its deployment's data folder from any directory (posray/locate.py), and every
+failure ends in one line on stderr, never a traceback (posray/cli_errors.py).
 """
 
 from __future__ import annotations
@@ -13,27 +15,43 @@ import os
 import sys
 from pathlib import Path
 
-from posray.settings import Settings, SettingsError
+from posray import locate, ray_auth
+from posray.settings import Settings
 
-STATE_FILE = "state.json"
+STATE_FILE = locate.STATE_FILE
 # Settings `posray up` deployed with; later commands (status, demo, audit, ...) must agree.
 DEPLOYED = ("shard_count", "key_prefix", "ray_namespace", "http_host", "http_port",
             "public_base_url", "ingest_actors", "ledger_actors", "log_name")
 
 
-def _ray_env() -> None:
-    """Ray reads RAY_AUTH_MODE when it is imported: set it before any `import ray`."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+def _ray_env(settings: Settings) -> None:
+    """Ray reads RAY_AUTH_MODE when it is imported: set it (and the token file) before any `import ray`."""
+    ray_auth.use_deployment_token(settings.data_dir)
+
+
+def _load_state(data_dir: Path) -> dict:
+    """What `posray up` recorded in data_dir ({} when it never ran there)."""
+    state_path = data_dir / STATE_FILE
+    if not state_path.exists():
+        return {}
+    try:
+        return json.loads(state_path.read_text())
+    except ValueError:
+        raise locate.NoDeployment(f"{state_path} is not valid JSON: run `posray down`, then `posray up`") from None
 
 
 def _settings(args) -> Settings:
-    """Defaults < POSRAY_* environment < what `posray up` recorded < command-line flags."""
+    """Defaults < POSRAY_* environment < what `posray up` recorded < command-line flags.
+
+    The data folder is found from any directory (posray/locate.py); the process is pointed at
+    the deployment's Ray token, so that every Ray driver a command starts can connect.
+    """
     base = Settings.from_env()
-    data_dir = Path(args.data_dir or base.data_dir).resolve()
+    data_dir = locate.find_data_dir(getattr(args, "data_dir", None))
     base = base.replace(data_dir=data_dir)
-    state_path = data_dir / STATE_FILE
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
+    _ray_env(base)
+    state = _load_state(data_dir)
+    if state:
         known = ("redis_url", "pg_dsn", "ray_address")
         base = base.replace(**{k: state[k] for k in known if state.get(k) and getattr(base, k) is None})
         # What `posray up` deployed with wins over defaults (not over explicit POSRAY_* variables).
@@ -48,21 +66,37 @@ def _save_state(settings: Settings, **values) -> None:
     (settings.data_dir / STATE_FILE).write_text(json.dumps(values, indent=2))
 
 
+def _remember(settings: Settings) -> None:
+    """Let later commands find this deployment from any directory (a note, not a failure, if not)."""
+    try:
+        pointer = locate.remember(settings.data_dir)
+    except OSError as e:
+        print(f"(could not write {locate.pointer_file()}: {e.strerror}; elsewhere use "
+              f"POSRAY_DATA_DIR={settings.data_dir})", file=sys.stderr)
+        return
+    print(f"commands run from other folders find this deployment through {pointer}")
+
+
 def cmd_up(args) -> int:
     """Start (or join) everything; if a step fails, stop what this call started and exit 1."""
     from posray.adapters.keyfile import create_seed
 
-    settings = Settings.from_env().replace(data_dir=Path(args.data_dir or Settings.from_env().data_dir).resolve())
+    # Unlike the other commands, `up` never follows the pointer: it starts in ./.posray unless told.
+    data_dir = Path(args.data_dir or os.environ.get("POSRAY_DATA_DIR") or locate.DEFAULT_DATA_DIR).resolve()
+    settings = Settings.from_env().replace(data_dir=data_dir)
     if args.shards:
         settings = settings.replace(shard_count=args.shards)
     if create_seed(settings.seed_file):
         print(f"created the operator seed {settings.seed_file} (mode 600; back it up, never share it)")
+    _remember(settings)
     try:
         settings, address = _bring_up(settings)
     except Exception as e:
-        print(f"posray up failed: {type(e).__name__}: {e}", file=sys.stderr)
-        print("stopping what it started ...", file=sys.stderr)
-        cmd_down(args)
+        from posray.cli_errors import describe
+
+        print(f"posray up failed: {describe(e)[0]}", file=sys.stderr)
+        print("stopping what it started ...")
+        cmd_down(argparse.Namespace(**{**vars(args), "data_dir": str(settings.data_dir)}))
         return 1
     print(f"posray is up: HTTP on http://{settings.http_host}:{settings.http_port} "
           f"({settings.shard_count} shards, Ray at {address}, dashboard http://127.0.0.1:{settings.dashboard_port})")
@@ -106,7 +140,9 @@ def _bring_up(settings: Settings) -> tuple[Settings, str]:
         settings = settings.replace(pg_dsn=dsn)
         print(f"embedded PostgreSQL at {dsn}")
     asyncio.run(_schema_and_layout(settings))
-    _ray_env()
+    if settings.ray_address is None:  # a Ray of our own: its token exists before any driver looks
+        ray_auth.create_token(settings.data_dir)
+    _ray_env(settings)
     from deployments import launcher
 
     if settings.ray_address and not launcher.reachable(settings.ray_address):
@@ -126,9 +162,11 @@ def cmd_down(args) -> int:
 
     settings = _settings(args)
     state_path = settings.data_dir / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = _load_state(settings.data_dir)
+    if not state:
+        print(f"nothing to stop: no posray was brought up from {settings.data_dir}")
+        return 0
     if state.get("ray_address"):
-        _ray_env()
         from deployments import launcher
 
         try:
@@ -139,7 +177,7 @@ def cmd_down(args) -> int:
             from ray import serve
             serve.shutdown()
         except Exception as e:
-            print(f"(Ray: {type(e).__name__}: {e})")
+            print(f"(Ray: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
         if state.get("started_ray"):
             launcher.stop_local_ray(settings, state["ray_address"])
             print("stopped the local Ray")
@@ -157,17 +195,17 @@ def cmd_scale(args) -> int:
     """Move the logical shards to a new number of IngestShard / LedgerWriter actors."""
     settings = _settings(args)
     state_path = settings.data_dir / STATE_FILE
-    if settings.ray_address is None or not state_path.exists():
-        print("posray scale: no deployment found here (run `posray up` first)", file=sys.stderr)
-        return 2
+    if not state_path.exists():
+        locate.require(settings.replace(ray_address=None), "ray_address")
     counts = (args.ingest_actors or settings.ingest_actors, args.ledger_actors or settings.ledger_actors)
     if not all(1 <= n <= settings.shard_count for n in counts):
         print(f"posray scale: actors must be between 1 and the shard count ({settings.shard_count})",
               file=sys.stderr)
         return 2
-    _ray_env()
     from deployments import launcher
 
+    if not launcher.reachable(settings.ray_address):
+        raise ConnectionError(f"no Ray answers at {settings.ray_address}")
     launcher.connect(settings.ray_address, settings)
     new = launcher.rescale(settings, *counts)
     state = json.loads(state_path.read_text())
@@ -182,13 +220,13 @@ def cmd_status(args) -> int:
     from posray.services.status import gather_status
 
     settings = _settings(args)
+    locate.require(settings, "redis_url", "pg_dsn")
     report = asyncio.run(gather_status(settings))
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
         return 0
     if settings.ray_address:
         try:
-            _ray_env()
             from deployments import launcher
 
             if not launcher.reachable(settings.ray_address):
@@ -228,7 +266,9 @@ def cmd_token(args) -> int:
 def cmd_terminals(args) -> int:
     from posray.services.terminal_admin import run_terminal_command
 
-    return asyncio.run(run_terminal_command(_settings(args), args))
+    settings = _settings(args)
+    locate.require(settings, "pg_dsn")
+    return asyncio.run(run_terminal_command(settings, args))
 
 
 def cmd_demo(args) -> int:
@@ -316,14 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; any failure becomes one line on stderr (posray/cli_errors.py)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SettingsError as e:
-        print(f"posray: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # the one handler: what is wrong and what to do, never a traceback
+        from posray.cli_errors import report
+
+        return report(_command_name(args), e)
+
+
+def _command_name(args) -> str:
+    """`status`, `merchants token`, `analytics fiscal`: the words the operator typed."""
+    words = [args.command]
+    for name in ("action", "merchant_action", "analytics_command", "lottery_action"):
+        if isinstance(getattr(args, name, None), str):
+            words.append(getattr(args, name))
+    return " ".join(words)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ async def _draw(settings, args) -> int:
     from posray.adapters.keyfile import KeyFileError, load_keys
     from posray.adapters.pg import create_pool
     from posray.adapters.pg_lottery import PgLottery
-    from posray.domain.errors import PosrayError
+    from posray.domain.errors import PosrayError, Unavailable
     from posray.domain.note import NoteSigner, NoteVerifier
     from posray.services.lottery import DrawRefused, draw_winners
 
@@ -90,6 +90,8 @@ async def _draw(settings, args) -> int:
                                         NoteVerifier.from_verifier_key(key_text))
         finally:
             await pool.close()
+    except Unavailable:
+        raise  # posray's one handler says what to do about it
     except (DrawRefused, PosrayError, ValueError) as e:
         print(f"posray lottery: refused: {e}", file=sys.stderr)
         return 1

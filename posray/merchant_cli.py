@@ -22,12 +22,10 @@ def add_parser(subparsers) -> None:
 def cmd_merchants(args) -> int:
     """Run the action; 0 when done, 1 when refused or unreachable, 2 on configuration errors."""
     from posray.cli import _settings
+    from posray.locate import require
 
     settings = _settings(args)
-    if settings.pg_dsn is None:
-        print("posray merchants: no PostgreSQL configured (run `posray up` or set POSRAY_PG_DSN)",
-              file=sys.stderr)
-        return 2
+    require(settings, "pg_dsn")
     return asyncio.run(_run(settings, args.merchant_action, args.merchant_id))
 
 
@@ -35,12 +33,14 @@ async def _run(settings, action: str, merchant_id: str) -> int:
     from posray.adapters.keyfile import KeyFileError, load_keys
     from posray.adapters.pg import create_pool
     from posray.adapters.pg_merchants import PgMerchants
-    from posray.domain.errors import PosrayError
+    from posray.domain.errors import PosrayError, Unavailable
     from posray.services.merchants import issue_token, revoke_tokens
 
     try:
         keys = load_keys(settings.seed_file)
         pool = await create_pool(settings.pg_dsn, size_max=1)
+    except Unavailable:
+        raise  # posray's one handler says what to do about it
     except (KeyFileError, PosrayError) as e:
         print(f"posray merchants: {e}", file=sys.stderr)
         return 1

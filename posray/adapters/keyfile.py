@@ -43,7 +43,8 @@ def load_keys(path: Path) -> OperatorKeys:
         mode = path.stat().st_mode
         text = path.read_text().strip()
     except FileNotFoundError:
-        raise KeyFileError(f"operator seed file {path} does not exist (run `posray up` or `posray keys init`)") from None
+        raise KeyFileError(f"operator seed file {path} does not exist: run `posray up` (it creates one), "
+                           "or point POSRAY_DATA_DIR or POSRAY_OPERATOR_SEED_FILE at the deployment's") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"operator seed file {path} must not be accessible to group or others (chmod 600)")
     try:

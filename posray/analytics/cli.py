@@ -11,6 +11,7 @@ registry has no kind), which the integrity job uses to compare terminals with th
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -168,7 +169,8 @@ def cmd_generate(args) -> int:
     settings = settings_for(args)
     dsn = args.dsn or settings.pg_dsn
     if not dsn:
-        print("posray: no ledger to write to: pass --dsn, set POSRAY_PG_DSN or run `posray up`")
+        print("posray analytics generate: no ledger to write to: pass --dsn, set POSRAY_PG_DSN or run `posray up`",
+              file=sys.stderr)
         return 2
     config = GeneratorConfig(
         seed=args.seed, merchants=args.merchants, start=args.start, days=args.days,

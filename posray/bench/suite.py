@@ -60,8 +60,10 @@ def cmd_suite(args) -> int:
     import asyncio
 
     from posray.cli import _settings
+    from posray.locate import require
 
     settings = _settings(args)
+    require(settings, "redis_url", "pg_dsn")
     options = SuiteOptions(args.terminals, args.duration_s, args.ledger_duration_s, args.out_dir,
                            args.baseline_documents)
     summary = asyncio.run(run_suite(settings, options))

@@ -1,4 +1,10 @@
-"""The embedded PostgreSQL (pgserver's binaries, or the local installation), run as its owner."""
+"""The embedded PostgreSQL (pgserver's binaries, or the local installation), run as its owner.
+
+PostgreSQL refuses to run as root, so as root it runs as another user (postgres, else posray).
+That user must reach its programs: a virtualenv under a home folder others cannot enter (/root,
+mode 700) hides pgserver's binaries from it. Then a copy of the installation is staged under
+the data folder, which that user reaches anyway (it owns pgdata there), and run from there.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import contextlib
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -68,6 +75,73 @@ def _prepare_pgdata(pgdata: Path, owner: tuple[int, int] | None) -> None:
         mode = stat.S_IMODE(parent.stat().st_mode)
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
+
+
+def _runs_as(bin_dir: Path, owner: tuple[int, int]) -> bool:
+    """Tells whether owner can run initdb of bin_dir (reach it, and load its libraries)."""
+    try:
+        result = subprocess.run([str(bin_dir / "initdb"), "--version"], stdin=subprocess.DEVNULL,
+                                capture_output=True, timeout=30, cwd="/", **_as_owner(owner))
+    except PermissionError:
+        return False
+    return result.returncode == 0
+
+
+def _install_stamp(bin_dir: Path) -> str:
+    """Names the installation a staged copy was made from (path, size and time of postgres)."""
+    binary = (bin_dir / "postgres").stat()
+    return f"{bin_dir.resolve()} {binary.st_size} {binary.st_mtime_ns}\n"
+
+
+def _make_readable(root: Path) -> None:
+    """Opens a staged copy to others for reading and running (never for writing)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        runnable = path.is_dir() or mode & stat.S_IXUSR
+        path.chmod(mode | 0o044 | (0o011 if runnable else 0))
+
+
+def _stage_install(bin_dir: Path, stage: Path) -> Path:
+    """Copies the installation of bin_dir under stage (once per installation); returns its bin.
+
+    pgserver's programs find their libraries relative to themselves, in pginstall/lib and in
+    the wheel's <package>.libs folder, so both are copied with the same relative layout.
+    """
+    install, package = bin_dir.parent, bin_dir.parent.parent
+    staged_bin = stage / package.name / install.name / bin_dir.name
+    stamp = _install_stamp(bin_dir)
+    with contextlib.suppress(OSError):
+        if (stage / "source").read_text() == stamp:
+            return staged_bin
+    shutil.rmtree(stage, ignore_errors=True)
+    tmp = stage.with_name(f"{stage.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(install, tmp / package.name / install.name, symlinks=True,
+                    ignore=shutil.ignore_patterns("include"))
+    libs = package.with_name(f"{package.name}.libs")
+    if libs.is_dir():
+        shutil.copytree(libs, tmp / libs.name, symlinks=True)
+    _make_readable(tmp)
+    (tmp / "source").write_text(stamp)
+    tmp.rename(stage)
+    return staged_bin
+
+
+def _reachable_bin_dir(bin_dir: Path, data_dir: Path, owner: tuple[int, int] | None) -> Path:
+    """bin_dir when owner can run its programs, else a copy staged under data_dir.
+
+    Raises:
+        EmbeddedError: not even the staged copy runs as owner.
+    """
+    if owner is None or _runs_as(bin_dir, owner):
+        return bin_dir
+    staged = _stage_install(bin_dir, data_dir / "pginstall")
+    if not _runs_as(staged, owner):
+        raise EmbeddedError(f"user {pwd.getpwuid(owner[0]).pw_name} can run neither {bin_dir} nor its "
+                            f"copy {staged}: make {data_dir} reachable (o+x) for it")
+    return staged
 
 
 def _run_pg_tool(args: list, pgdata: Path, owner: tuple[int, int] | None) -> None:
@@ -152,9 +226,10 @@ def _wait_pg_ready(pgdata: Path, proc: subprocess.Popen) -> None:
         raise _startup_error("postgres", pgdata / "server.log", f"not ready in {_PG_READY_S} s")
 
 
-def _start_pg_process(data_dir: Path, port: int, daemon: bool, fsync: bool) -> None:
-    bin_dir, owner, pgdata = postgres_bin_dir(), _pg_owner(), data_dir / "pgdata"
+def _start_pg_process(data_dir: Path, port: int, daemon: bool, fsync: bool, bin_dir: Path | None) -> None:
+    owner, pgdata = _pg_owner(), data_dir / "pgdata"
     _prepare_pgdata(pgdata, owner)
+    bin_dir = _reachable_bin_dir(bin_dir or postgres_bin_dir(), data_dir, owner)
     _initdb(bin_dir, pgdata, owner, fsync)
     _await_stale_postmaster(pgdata)
     if daemon:
@@ -168,7 +243,8 @@ def _start_pg_process(data_dir: Path, port: int, daemon: bool, fsync: bool) -> N
 
 
 def start_postgres(
-    data_dir: Path, port: int | None = None, daemon: bool = True, fsync: bool = True
+    data_dir: Path, port: int | None = None, daemon: bool = True, fsync: bool = True,
+    bin_dir: Path | None = None,
 ) -> ServerInfo:
     """Starts PostgreSQL on data_dir/pgdata (initdb on first use), or returns the running one.
 
@@ -177,6 +253,7 @@ def start_postgres(
         port: Explicit port; default is the persisted one, else a free one.
         daemon: True to detach via pg_ctl (outlives this process); False for a child process.
         fsync: False for throwaway test data (initdb --no-sync, fsync=off); never in production.
+        bin_dir: PostgreSQL's bin folder; default pgserver's, else the system's (postgres_bin_dir).
 
     Returns:
         Where the server listens; user postgres, trust authentication, 127.0.0.1 only.
@@ -192,7 +269,7 @@ def start_postgres(
             return _check_same_port(running, port)
         port = _choose_port(data_dir, port)
         _save_state(data_dir, kind="postgres", port=port)
-        _start_pg_process(data_dir, port, daemon, fsync)
+        _start_pg_process(data_dir, port, daemon, fsync, bin_dir)
         info = _pg_running(data_dir)
         if info is None:
             raise _startup_error("postgres", data_dir / "pgdata" / "server.log", "not ready")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from posray.adapters.keyfile import load_keys
@@ -37,7 +38,7 @@ async def run_terminal_command(settings: Settings, args) -> int:
             print(await terminals.count())
         return 0
     except PosrayError as e:
-        print(f"posray: {e}")
+        print(f"posray terminals {args.action}: {e}", file=sys.stderr)
         return 1
     finally:
         await pool.close()

@@ -68,6 +68,7 @@ def posray_cluster(tmp_path_factory, run_id, cluster_pg_dsn, private_redis, seed
         public_rate_per_s=50.0,
         public_burst=100,
     )
+    launcher.use_own_token(settings)  # the run's own token file, as `posray up` makes, not ~/.ray's
     ray.init(address="local", namespace=settings.ray_namespace, include_dashboard=False,
              log_to_driver=False, num_cpus=2)
     try:

@@ -19,6 +19,7 @@ import yaml
 
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import apply_schema
+from posray import ray_auth
 from posray.embedded import free_port
 from posray.settings import Settings
 from posray.simulator import make_document
@@ -60,8 +61,10 @@ def test_serve_deploy_of_the_generated_config_brings_up_a_working_posray(
     tmp_path, run_id, own_ray, own_database, private_redis, seed_file
 ):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSRAY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSRAY_") and k != "RAY_AUTH_TOKEN"}
     env.update({
+        # The token own_ray's head was started with (its data folder's), as the docs tell operators.
+        "RAY_AUTH_TOKEN_PATH": str(ray_auth.token_path(tmp_path / "ray-state")),
         "POSRAY_REDIS_URL": private_redis.url, "POSRAY_PG_DSN": own_database,
         "POSRAY_OPERATOR_SEED_FILE": str(seed_file), "POSRAY_KEY_PREFIX": f"deploy{run_id}",
         "POSRAY_RAY_NAMESPACE": f"posray-deploy-{run_id}", "POSRAY_HTTP_PORT": str(port),

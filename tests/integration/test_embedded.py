@@ -163,3 +163,37 @@ def test_a_stale_pidfile_of_a_foreign_process_is_not_signalled(redis_dir: Path):
     (redis_dir / "redis.pid").write_text(f"{os.getpid()}\n")  # pid reuse: this is pytest.
     assert embedded.stop_redis(redis_dir) is False
     assert not (redis_dir / "redis.pid").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL runs as another user only when started by root")
+def test_postgres_runs_from_an_installation_under_a_home_other_users_cannot_enter(tmp_path: Path):
+    """A venv under /root (mode 700), run as root: the postgres user cannot reach the binaries."""
+    source = embedded.postgres_bin_dir()
+    home = tmp_path / "home"
+    package = home / "venv" / source.parent.parent.name
+    shutil.copytree(source.parent, package / source.parent.name, symlinks=True,
+                    ignore=shutil.ignore_patterns("include"))
+    libs = source.parent.parent.with_name(f"{source.parent.parent.name}.libs")
+    if libs.is_dir():
+        shutil.copytree(libs, package.with_name(libs.name), symlinks=True)
+    home.chmod(0o700)
+    hidden_bin = package / source.parent.name / source.name
+    data_dir = tmp_path / "data" / "postgres"
+    try:
+        info = embedded.start_postgres(data_dir, fsync=False, bin_dir=hidden_bin)
+        rows = asyncio.run(_pg(info.url, "SELECT current_setting('server_version') AS v"))
+        assert rows[0]["v"].split(".")[0].isdigit()
+        running = Path(os.readlink(f"/proc/{info.pid}/exe"))
+        assert home not in running.parents, "the server must run from a copy its user can reach"
+        assert data_dir.resolve() in running.parents
+    finally:
+        embedded.stop_postgres(data_dir)
+    assert oct(home.stat().st_mode & 0o777) == "0o700", "the home folder must stay closed"
+    # A second start reuses the staged copy instead of copying again.
+    stamp = data_dir / "pginstall" / "source"
+    before = stamp.stat().st_mtime_ns
+    try:
+        embedded.start_postgres(data_dir, fsync=False, bin_dir=hidden_bin)
+    finally:
+        embedded.stop_postgres(data_dir)
+    assert stamp.stat().st_mtime_ns == before

@@ -16,6 +16,9 @@ def test_status_shows_backlog_ledger_lag_and_checkpoint_age_per_shard(monkeypatc
     monkeypatch.setattr(status, "gather_status", fake_report)
     monkeypatch.setattr(cli, "_verifier_key", lambda settings: "key")
     monkeypatch.delenv("POSRAY_RAY_ADDRESS", raising=False)
+    # status refuses to run without a deployment's servers; the faked report never connects.
+    monkeypatch.setenv("POSRAY_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("POSRAY_PG_DSN", "postgresql://postgres@127.0.0.1:1/posray")
     assert cli.main(["--data-dir", str(tmp_path), "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if line.lstrip().startswith("shard"))
