@@ -48,7 +48,7 @@ from posray.services.intake import Intake
 from posray.services.ratelimit import RateLimiter, client_address, retry_after_s
 from posray.settings import Settings
 from deployments import merchant_api
-from deployments.receipt_page import render_receipt_page
+from deployments.receipt_page import content_security_policy, render_receipt_page
 
 log = logging.getLogger("posray.http")
 JSON = [(b"content-type", b"application/json")]
@@ -256,7 +256,9 @@ class PosrayApi:
         except PosrayError as e:
             receipt, status = {"error": e.to_json()}, e.status
         html = render_receipt_page(receipt)
-        return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8")]
+        return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8"),
+                                       (b"content-security-policy", content_security_policy().encode()),
+                                       (b"x-content-type-options", b"nosniff")]
 
     async def _admin(self, backend: Backend, method: str, path: str, scope, receive):
         if path.startswith(merchant_api.ADMIN_PREFIX):
