@@ -12,6 +12,7 @@ Routes:
     /v1/merchant/*, /v1/admin/merchants/*  the merchant API (deployments/merchant_api.py)
     GET  /healthz                         alive
     GET  /readyz                          200 if Redis, PostgreSQL and the ledger are within bounds
+    GET  /openapi.json                    the OpenAPI 3.1 document of these routes (deployments/openapi.py)
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from posray.services.health import Readiness
 from posray.services.intake import Intake
 from posray.services.ratelimit import RateLimiter, client_address, retry_after_s
 from posray.settings import Settings
-from deployments import merchant_api, params
+from deployments import merchant_api, openapi, params
 from deployments.receipt_page import content_security_policy, render_receipt_page
 
 log = logging.getLogger("posray.http")
@@ -132,6 +133,8 @@ class PosrayApi:
             return 200, b'{"status":"alive"}', JSON
         if path == "/readyz":
             return await self._ready()
+        if path == "/openapi.json" and method == "GET":
+            return 200, orjson.dumps(openapi.document()), JSON
         backend = await self._backend()
         if method == "GET" and path.startswith(PUBLIC_PREFIXES):
             _limit(scope, backend)
