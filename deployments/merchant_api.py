@@ -13,11 +13,9 @@ Handlers return (status, body, headers) or raise PosrayError, which http_api ren
 
 from __future__ import annotations
 
-from datetime import date
-from urllib.parse import parse_qsl
-
 import orjson
 
+from deployments import params
 from posray.domain.errors import InvalidDocument, Unauthenticated
 from posray.services import merchants as merchant_service
 from posray.services.ratelimit import client_address, retry_after_s
@@ -49,17 +47,18 @@ async def route(backend, method: str, path: str, scope) -> tuple[int, bytes, lis
     name = path[len(PREFIX):]
     if method != "GET" or name not in _PARAMS:
         return _not_found(method, path)
-    params = _query(scope, _PARAMS[name])
+    query = params.query(scope, _PARAMS[name])
     merchants = backend.merchants
     if name == "terminals":
         body = await merchant_service.list_terminals(merchants, merchant_id)
     elif name == "documents":
         body = await merchant_service.list_documents(
-            merchants, merchant_id, _date(params, "date"), params.get("terminal_id"),
-            params.get("after"), _limit_param(params))
+            merchants, merchant_id, params.day(query.get("date"), "date"),
+            params.terminal_id(query.get("terminal_id")), query.get("after"), _limit_param(query),
+            cursor_key=merchant_service.cursor_key_of(backend.keys.merchant_token))
     else:
         body = await merchant_service.summarize(
-            merchants, merchant_id, _date(params, "from"), _date(params, "to"))
+            merchants, merchant_id, params.day(query.get("from"), "from"), params.day(query.get("to"), "to"))
     return 200, orjson.dumps(body), JSON
 
 
@@ -69,6 +68,7 @@ async def admin(backend, method: str, path: str) -> tuple[int, bytes, list]:
     if backend.merchants is None or method != "POST" or len(parts) != 2 or not parts[0]:
         return _not_found(method, path)
     merchant_id, action = parts
+    params.terminal_id(merchant_id, "merchant_id")  # the same syntax as terminal ids
     if action == "token":
         issued = await merchant_service.issue_token(
             backend.merchants, backend.keys.merchant_token, merchant_id)
@@ -96,28 +96,8 @@ def _bearer(scope) -> str:
     return header[7:].strip() if header[:7].lower() == "bearer " else ""
 
 
-def _query(scope, allowed: frozenset) -> dict[str, str]:
-    params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InvalidDocument(unknown[0], "is not a parameter of this endpoint", 400)
-    return params
-
-
-def _date(params: dict[str, str], name: str) -> date:
-    value = params.get(name)
-    if value is None:
-        raise InvalidDocument(name, "is required (YYYY-MM-DD)", 400)
-    try:
-        if len(value) != 10:
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidDocument(name, "must be a date YYYY-MM-DD", 400) from None
-
-
-def _limit_param(params: dict[str, str]) -> int:
-    value = params.get("limit")
+def _limit_param(query: dict[str, str]) -> int:
+    value = query.get("limit")
     if value is None:
         return merchant_service.DOCUMENTS_LIMIT_DEFAULT
     if not (value.isascii() and value.isdigit()) or len(value) > 6:

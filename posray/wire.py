@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from posray.domain.errors import InvalidDocument
+from posray.domain.codes import normalize_code
+from posray.domain.errors import CodeMalformed, InvalidDocument
 
 MONEY_MAX = 10**13
 Money = Annotated[int, Field(ge=0, le=MONEY_MAX)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _receipt_code(text: str) -> str:
+    """A receipt code in plain or grouped form (length, alphabet, check character); kept as sent."""
+    try:
+        normalize_code(text)
+    except CodeMalformed as e:
+        raise ValueError(f"is not a receipt code: {e}") from None
+    return text
+
+
+ReceiptCode = Annotated[str, Field(min_length=20, max_length=24), AfterValidator(_receipt_code)]
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 
 
@@ -53,7 +66,7 @@ class Document(_Strict):
     payments: Annotated[list[Payment], Field(min_length=1, max_length=16)]
     total_minor: Money
     vat: Annotated[list[VatLine], Field(min_length=1, max_length=16)]
-    refers_to: Optional[Annotated[str, Field(min_length=20, max_length=24)]] = None
+    refers_to: Optional[ReceiptCode] = None
     mac: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -84,6 +97,8 @@ def _dotted(loc: tuple) -> str:
 
 def _reason(error: dict) -> str:
     kind = error["type"]
+    if kind == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":

@@ -8,6 +8,8 @@ every request (one primary-key lookup): a revocation takes effect at once on eve
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -24,6 +26,11 @@ SUMMARY_DAYS_MAX = 92
 TERMINALS_MAX = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _GROUPS = {"sale": "sales", "refund": "refunds", "correction": "corrections"}
+_CURSOR_LABEL = b"posray/v1/merchant-cursor"
+_CURSOR_MAC_BYTES = 16
+_TERMINAL_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_SHARD_MAX = 2**16 - 1
+_SEQ_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +99,12 @@ async def list_terminals(merchants: PgMerchants, merchant_id: str) -> dict:
 
 async def list_documents(
     merchants: PgMerchants, merchant_id: str, day: date, terminal_id: str | None = None,
-    after: str | None = None, limit: int = DOCUMENTS_LIMIT_DEFAULT,
+    after: str | None = None, limit: int = DOCUMENTS_LIMIT_DEFAULT, *, cursor_key: bytes,
 ) -> dict:
     """One page of the merchant's documents accepted on a UTC day, and the cursor of the next.
+
+    Cursors are signed with `cursor_key` (cursor_key_of the merchant token key) and bound to the
+    merchant, the day and the terminal filter: a forged, altered or transplanted one is a 400.
 
     Raises:
         InvalidDocument: a limit outside 1..DOCUMENTS_LIMIT_MAX or a malformed cursor (400).
@@ -102,7 +112,8 @@ async def list_documents(
     """
     if not 1 <= limit <= DOCUMENTS_LIMIT_MAX:
         raise InvalidDocument("limit", f"must be 1..{DOCUMENTS_LIMIT_MAX}", 400)
-    position = None if after is None else decode_cursor(after)
+    where = _cursor_scope(merchant_id, day, terminal_id)
+    position = None if after is None else decode_cursor(cursor_key, where, after)
     if terminal_id is not None and not await merchants.owns_terminal(merchant_id, terminal_id):
         raise Forbidden("terminal_id is not one of this merchant's terminals")
     start = datetime.combine(day, time(), timezone.utc)
@@ -113,7 +124,7 @@ async def list_documents(
         "merchant_id": merchant_id,
         "date": day.isoformat(),
         "documents": [_document(r) for r in page],
-        "next": encode_cursor(page[-1].position) if len(rows) > limit else None,
+        "next": encode_cursor(cursor_key, where, page[-1].position) if len(rows) > limit else None,
     }
 
 
@@ -180,24 +191,51 @@ def _vat_line(entry: dict, rate_bp: int) -> dict:
     return line
 
 
-def encode_cursor(position: Position) -> str:
-    """An opaque cursor: unpadded base64url of [terminal_id, accepted_at µs, shard, seq]."""
-    micros = (position.accepted_at - _EPOCH) // timedelta(microseconds=1)
-    raw = orjson.dumps([position.terminal_id, micros, position.shard, position.seq])
+def cursor_key_of(merchant_token_key: bytes) -> bytes:
+    """The key that signs cursors, derived from the merchant token key for this purpose only."""
+    return hmac.new(merchant_token_key, _CURSOR_LABEL, hashlib.sha256).digest()
+
+
+def _cursor_scope(merchant_id: str, day: date, terminal_id: str | None) -> bytes:
+    return f"{merchant_id}|{day.isoformat()}|{terminal_id or ''}".encode()
+
+
+def _cursor_mac(key: bytes, scope: bytes, payload: bytes) -> bytes:
+    message = _CURSOR_LABEL + b"|" + scope + b"|" + payload
+    return hmac.new(key, message, hashlib.sha256).digest()[:_CURSOR_MAC_BYTES]
+
+
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(text: str) -> Position:
-    """The position a cursor of encode_cursor names.
+def encode_cursor(key: bytes, scope: bytes, position: Position) -> str:
+    """An opaque cursor: unpadded base64url of [terminal_id, accepted_at µs, shard, seq], a dot,
+    and a 128-bit HMAC of it bound to `scope` (merchant, day and terminal filter)."""
+    micros = (position.accepted_at - _EPOCH) // timedelta(microseconds=1)
+    payload = orjson.dumps([position.terminal_id, micros, position.shard, position.seq])
+    return f"{_b64(payload)}.{_b64(_cursor_mac(key, scope, payload))}"
+
+
+def decode_cursor(key: bytes, scope: bytes, text: str) -> Position:
+    """The position a cursor of encode_cursor names, once its MAC is checked.
 
     Raises:
-        InvalidDocument: the text is not such a cursor (400).
+        InvalidDocument: the text is not a cursor this API returned for this scope (400).
     """
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        terminal_id, micros, shard, seq = orjson.loads(raw)
+        payload_text, _, mac_text = text.partition(".")
+        payload = base64.urlsafe_b64decode(payload_text + "=" * (-len(payload_text) % 4))
+        mac = base64.urlsafe_b64decode(mac_text + "=" * (-len(mac_text) % 4))
+        if not hmac.compare_digest(mac, _cursor_mac(key, scope, payload)):
+            raise ValueError("not signed by this API")
+        terminal_id, micros, shard, seq = orjson.loads(payload)
         if not (isinstance(terminal_id, str) and all(type(v) is int for v in (micros, shard, seq))):
             raise ValueError("wrong types")
+        # Checked even though signed: a cursor must never carry what PostgreSQL cannot hold.
+        if not (1 <= len(terminal_id) <= 32 and set(terminal_id) <= _TERMINAL_ID_CHARS
+                and 0 <= shard <= _SHARD_MAX and 0 <= seq <= _SEQ_MAX):
+            raise ValueError("out of range")
         return Position(terminal_id, _EPOCH + timedelta(microseconds=micros), shard, seq)
     except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise InvalidDocument("after", "is not a cursor this API returned", 400) from None

@@ -25,6 +25,7 @@ from tests.documents import make_document, submission_of
 from tests.integration.support import SHARD_COUNT, backends, fresh_terminal
 
 DAY1, DAY2 = date(2026, 3, 10), date(2026, 3, 11)
+CURSOR_KEY = service.cursor_key_of(bytes(32))
 TYPES = {"sale": "sales", "refund": "refunds", "correction": "corrections"}
 
 
@@ -113,7 +114,8 @@ def all_pages(dsn: str, merchant: str, day: date, limit: int, terminal_id: str |
     async def work(merchants):
         pages, after = [], None
         for _ in range(1000):
-            page = await service.list_documents(merchants, merchant, day, terminal_id, after, limit)
+            page = await service.list_documents(merchants, merchant, day, terminal_id, after, limit,
+                                                cursor_key=CURSOR_KEY)
             pages.append(page)
             after = page["next"]
             if after is None:
@@ -174,7 +176,8 @@ class TestDocuments:
 
         async def work(merchants):
             with pytest.raises(Forbidden) as error:
-                await service.list_documents(merchants, world.merchant_a, DAY1, terminal_id)
+                await service.list_documents(merchants, world.merchant_a, DAY1, terminal_id,
+                                             cursor_key=CURSOR_KEY)
             return error.value
 
         error = using(schema_dsn, work)
@@ -186,7 +189,8 @@ class TestDocuments:
     def test_a_limit_out_of_bounds_or_a_bad_cursor_is_a_400(self, world, schema_dsn, limit, after):
         async def work(merchants):
             with pytest.raises(InvalidDocument) as error:
-                await service.list_documents(merchants, world.merchant_a, DAY1, None, after, limit)
+                await service.list_documents(merchants, world.merchant_a, DAY1, None, after, limit,
+                                             cursor_key=CURSOR_KEY)
             return error.value
 
         assert using(schema_dsn, work).status == 400
@@ -377,7 +381,7 @@ def test_texts_with_nul_or_escaped_backslashes_do_not_break_the_summary(redis_ur
                 await b.redis.delete(k)
             merchants = PgMerchants(b.pool)
             return (docs, await service.summarize(merchants, merchant, DAY1, DAY1),
-                    await service.list_documents(merchants, merchant, DAY1))
+                    await service.list_documents(merchants, merchant, DAY1, cursor_key=CURSOR_KEY))
 
     docs, summary, page = asyncio.run(main())
     (entry,) = summary["days"]

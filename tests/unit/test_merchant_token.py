@@ -13,7 +13,7 @@ from posray.adapters.pg_merchants import Position, SummaryRow
 from posray.domain.errors import InvalidDocument
 from posray.domain.keys import OperatorKeys
 from posray.domain.merchant_token import MerchantClaim, issue_token, verify_token
-from posray.services.merchants import decode_cursor, encode_cursor, summary_days
+from posray.services.merchants import cursor_key_of, decode_cursor, encode_cursor, summary_days
 
 KEYS = OperatorKeys.from_seed(bytes(range(32)))
 KEY = KEYS.merchant_token
@@ -78,17 +78,56 @@ class TestVerify:
         assert len(calls) == 1
 
 
+CURSOR_KEY = cursor_key_of(KEY)
+SCOPE = b"M-0001|2026-11-26|"
+
+
+def signed(payload: bytes, scope: bytes = SCOPE) -> str:
+    """A cursor for `payload` as the API would sign it (to test the checks behind the MAC)."""
+    mac = hmac.new(CURSOR_KEY, b"posray/v1/merchant-cursor|" + scope + b"|" + payload, "sha256").digest()[:16]
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return f"{b64(payload)}.{b64(mac)}"
+
+
 class TestCursor:
     def test_a_cursor_round_trips_to_the_microsecond(self):
         moment = datetime(2026, 11, 26, 9, 15, 0, 412_345, tzinfo=timezone.utc)
         position = Position("T-0001", moment, 3, 1042)
-        assert decode_cursor(encode_cursor(position)) == position
+        assert decode_cursor(CURSOR_KEY, SCOPE, encode_cursor(CURSOR_KEY, SCOPE, position)) == position
 
-    @pytest.mark.parametrize("text", ["", "!!", "bm90IGpzb24", "WzEsMiwzLDRd", "WyJUIiwxLDJd"])
+    @pytest.mark.parametrize("text", ["", "!!", "bm90IGpzb24", "WzEsMiwzLDRd", "WyJUIiwxLDJd", "é.é"])
     def test_anything_else_is_a_400_naming_after(self, text):
         with pytest.raises(InvalidDocument) as error:
-            decode_cursor(text)
+            decode_cursor(CURSOR_KEY, SCOPE, text)
         assert (error.value.field, error.value.status) == ("after", 400)
+
+    def test_an_unsigned_cursor_of_the_old_format_is_refused(self):
+        forged = base64.urlsafe_b64encode(b'["T-0001",1795684500000000,3,1]').rstrip(b"=").decode()
+        with pytest.raises(InvalidDocument):
+            decode_cursor(CURSOR_KEY, SCOPE, forged)
+
+    def test_a_cursor_with_an_altered_position_or_another_scope_is_refused(self):
+        position = Position("T-0001", datetime(2026, 11, 26, tzinfo=timezone.utc), 3, 1042)
+        cursor = encode_cursor(CURSOR_KEY, SCOPE, position)
+        payload, mac = cursor.split(".")
+        altered = encode_cursor(CURSOR_KEY, SCOPE, Position("T-0001", position.accepted_at, 3, 1043))
+        for text in (altered.split(".")[0] + "." + mac, payload + "." + mac[:-2] + "AA"):
+            with pytest.raises(InvalidDocument):
+                decode_cursor(CURSOR_KEY, SCOPE, text)
+        for scope in (b"M-0002|2026-11-26|", b"M-0001|2026-11-27|", b"M-0001|2026-11-26|T-0001"):
+            with pytest.raises(InvalidDocument):
+                decode_cursor(CURSOR_KEY, scope, cursor)
+        with pytest.raises(InvalidDocument):
+            decode_cursor(cursor_key_of(b"another key" * 3), SCOPE, cursor)
+
+    @pytest.mark.parametrize("payload", [
+        b'["T\u0000",1,2,3]', b'["T-0001",1,2,9223372036854775808]', b'["T-0001",1,65536,3]',
+        b'["T-0001",9223372036854775807,2,3]', b'["",1,2,3]', b'["T-0001",1,-1,3]',
+    ])
+    def test_a_signed_cursor_holding_what_postgresql_cannot_store_is_still_a_400(self, payload):
+        with pytest.raises(InvalidDocument) as error:
+            decode_cursor(CURSOR_KEY, SCOPE, signed(payload))
+        assert error.value.status == 400
 
 
 class TestSummaryDays:

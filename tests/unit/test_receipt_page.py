@@ -66,3 +66,23 @@ class TestRenderingAnError:
         html = render_receipt_page({"error": {"error": "NotFound", "detail": "<b>no receipt</b>"}})
         assert "Receipt not found" in html and "&lt;b&gt;no receipt&lt;/b&gt;" in html
         assert "<script" not in html
+
+
+class TestContentSecurityPolicy:
+    def test_the_policy_allows_exactly_the_inlined_script_and_style_by_hash(self, receipt):
+        import base64
+        import hashlib
+
+        from deployments.receipt_page import content_security_policy
+
+        html = render_receipt_page(receipt)
+        policy = dict(part.strip().split(" ", 1) for part in content_security_policy().split(";"))
+        scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+        styles = re.findall(r"<style>(.*?)</style>", html, re.S)
+        digest = lambda text: "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+        assert len(scripts) == 1 and len(styles) == 1
+        assert policy["script-src"] == digest(scripts[0])
+        assert policy["style-src"] == digest(styles[0])
+        assert policy["default-src"] == "'none'" and policy["connect-src"] == "'self'"
+        assert "unsafe" not in content_security_policy()
+        assert policy["frame-ancestors"] == "'none'" and policy["base-uri"] == "'none'"

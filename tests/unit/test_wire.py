@@ -32,7 +32,7 @@ class TestValidDocuments:
         assert validate_document(make_document()) is None
 
     def test_optional_members_may_be_given(self, make_document):
-        document = make_document(refers_to="ABCD-EFGH-JKMN-PQRS-TV")
+        document = make_document(refers_to="E1GF-R6C4-3V8Q-XS9P-Y9VX")
         document["items"][0].update(sku="4006381333931", category="bakery")
         assert validate_document(document) is None
 
@@ -92,6 +92,9 @@ class TestRejectedDocuments:
             ({"issued_at": "2026-11-26 10:15:00+01:00"}, "issued_at"),
             ({"issued_at": 1795684500}, "issued_at"),
             ({"refers_to": "short"}, "refers_to"),
+            ({"refers_to": "0000-0000-0000-0000-0001"}, "refers_to"),  # wrong check character
+            ({"refers_to": "E1GF-R6C4-3V8Q-XS9P-Y9UX"}, "refers_to"),  # U is not in the alphabet
+            ({"mac": "04D70807004B893035C42CDBCAAC551AE5CBF99F2963B3FB3A5C56B990528FE3"}, "mac"),
             ({"items": []}, "items"),
             ({"payments": []}, "payments"),
             ({"vat": [{"rate_bp": 700, "gross_minor": 1, "vat_minor": 0}] * 17}, "vat"),
