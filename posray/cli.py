@@ -226,9 +226,10 @@ def cmd_token(args) -> int:
 
 
 def cmd_terminals(args) -> int:
+    from posray.progress import Progress
     from posray.services.terminal_admin import run_terminal_command
 
-    return asyncio.run(run_terminal_command(_settings(args), args))
+    return asyncio.run(run_terminal_command(_settings(args), args, progress_for=Progress))
 
 
 def cmd_demo(args) -> int:
