@@ -250,11 +250,11 @@ class TestJobs:
         assert {(planted, a, b) for a, b in first["duplicates"]["pairs"] + second["duplicates"]["pairs"]} <= \
                set(pairs.select("terminal_id", "first_counter", "second_counter").rows())
 
-    def test_the_demand_job_needs_two_full_weeks(self, pipeline, tmp_path, capsys):
+    def test_the_demand_job_needs_a_full_week_with_sales_before_it(self, pipeline, tmp_path, capsys):
         # 13 days from a Monday: the last full week has no week before it to be forecast from.
         assert demand_job.main(["--data-dir", str(tmp_path), "--snapshot", str(pipeline["snapshot"]),
                                 "--out", str(tmp_path)]) == 1
-        assert "two full weeks" in capsys.readouterr().err
+        assert "no full week (Monday to Sunday) of sales with a day of sales before it" in capsys.readouterr().err
 
     def test_a_job_without_a_snapshot_says_so(self, tmp_path, capsys):
         assert fiscal_job.main(["--data-dir", str(tmp_path), "--snapshot", str(tmp_path / "none"),
