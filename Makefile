@@ -3,16 +3,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# Every dependency of posray and its test extra, pinned with hashes: what `make install` and CI install.
+LOCK := requirements.lock
 
-.PHONY: install demo up down status test test-fast bench clean
+.PHONY: install lock lock-upgrade demo up down status test test-fast bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --require-hashes -r $(LOCK)
+	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve requirements.lock after a change to pyproject.toml's dependencies (pins already in the
+## lock are kept when they still fit); `make lock-upgrade` moves every pin to the newest allowed.
+lock:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q 'uv>=0.13,<1'
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command 'make lock' --quiet $(LOCK_FLAGS) -o $(LOCK)
+
+lock-upgrade:
+	$(MAKE) lock LOCK_FLAGS=--upgrade
 
 ## Install, start posray (embedded Redis + PostgreSQL + local Ray), run the demo.
 demo: $(STAMP)

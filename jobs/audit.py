@@ -22,6 +22,7 @@ from posray.adapters.pg_audit import PgAuditSource
 from posray.audit_cli import add_arguments
 from posray.domain.errors import PosrayError, Unavailable
 from posray.domain.note import NoteError, NoteSigner, NoteVerifier
+from posray.progress import Progress
 from posray.services.audit import ShardAudit, audit_shard
 from posray.settings import Settings, SettingsError
 
@@ -38,25 +39,10 @@ class AuditPlan:
     page_rows: int
 
 
-class _Progress:
-    """Prints a shard's progress to stderr at most every PROGRESS_INTERVAL_S seconds."""
-
-    def __init__(self, shard: int, err):
-        self._shard, self._err = shard, err
-        self._start = self._printed = time.monotonic()
-
-    def tick(self, documents: int) -> None:
-        now = time.monotonic()
-        if now - self._printed >= PROGRESS_INTERVAL_S:
-            self._printed = now
-            print(f"audit shard {self._shard}: {documents} documents checked "
-                  f"({documents / (now - self._start):.0f}/s)", file=self._err, flush=True)
-
-    def done(self, result: ShardAudit) -> None:
-        elapsed_s = time.monotonic() - self._start
-        verdict = "ok" if result.ok else f"DIVERGED: {result.first_divergence.what}"
-        print(f"audit shard {self._shard}: {result.documents} documents in {elapsed_s:.1f} s "
-              f"({result.documents / max(elapsed_s, 1e-6):.0f}/s), {verdict}", file=self._err, flush=True)
+def _print_done(shard: int, result: ShardAudit, elapsed_s: float, err) -> None:
+    verdict = "ok" if result.ok else f"DIVERGED: {result.first_divergence.what}"
+    print(f"audit shard {shard}: {result.documents} documents in {elapsed_s:.1f} s "
+          f"({result.documents / max(elapsed_s, 1e-6):.0f}/s), {verdict}", file=err, flush=True)
 
 
 async def audit_shards(plan: AuditPlan, shards: list[int], err=None) -> list[ShardAudit]:
@@ -69,11 +55,14 @@ async def audit_shards(plan: AuditPlan, shards: list[int], err=None) -> list[Sha
     try:
         source = PgAuditSource(pool)
         for shard in shards:
-            meter = _Progress(shard, err)
-            async with source.snapshot() as reader:
-                result = await audit_shard(reader, shard, verifier, plan.settings.log_origin(shard),
-                                           code_key, plan.page_rows, meter.tick)
-            meter.done(result)
+            started = time.monotonic()
+            # A bar on a terminal; in a Ray task or a log, a line at most every PROGRESS_INTERVAL_S.
+            with Progress(f"audit shard {shard}", unit="documents", stream=err, interval_s=PROGRESS_INTERVAL_S,
+                          end_line=False) as tick:
+                async with source.snapshot() as reader:
+                    result = await audit_shard(reader, shard, verifier, plan.settings.log_origin(shard),
+                                               code_key, plan.page_rows, tick)
+            _print_done(shard, result, time.monotonic() - started, err)
             results.append(result)
     finally:
         await pool.close()
@@ -106,12 +95,13 @@ def _run_on_ray(plan: AuditPlan, shards: list[int], address: str | None, err) ->
         task = ray.remote(num_cpus=1, max_retries=2)(audit_one)
         pending = {task.remote(plan, shard): shard for shard in shards}
         results = []
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
-            for ref in done:
-                pending.pop(ref)
-                results.append(ray.get(ref))
-            print(f"audit: {len(results)} of {len(shards)} shards done", file=err, flush=True)
+        with Progress("audit", total=len(shards), unit="shards", stream=err, interval_s=PROGRESS_INTERVAL_S) as tick:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
+                for ref in done:
+                    pending.pop(ref)
+                    results.append(ray.get(ref))
+                tick(len(results))
         return sorted(results, key=lambda r: r.shard)
     finally:
         if started:

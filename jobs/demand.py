@@ -37,12 +37,14 @@ def run(args) -> int:
     snapshot, out = inputs.snapshot, inputs.out
     items = inputs.table("items")
     daily = demand.daily_demand(items).collect()
+    runs = demand.sales_runs(daily.lazy()).collect()
     backtest = demand.backtest(daily.lazy(), args.weeks).collect()
     if backtest.is_empty():
-        print(f"demand: {daily['date'].n_unique()} days of sales in {snapshot} for this selection; the backtest "
-              "needs the last full week and a week before it (two full weeks; run the snapshot job first?)",
-              file=sys.stderr)
+        print(f"demand: cannot hold a week out in {snapshot}: {demand.why_no_backtest(runs)} (run the snapshot "
+              "job first, or widen --since/--until?)", file=sys.stderr)
         return 1
+    if (note := demand.left_out(runs)) is not None:
+        print(f"demand: {note}", file=sys.stderr)
     errors, by_category, by_series = pl.collect_all([
         demand.error_summary(backtest.lazy()),
         demand.forecast_errors(backtest.lazy(), by=["currency", "category"]),

@@ -22,12 +22,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.analytics.cli import job_arguments, settings_for, snapshot_arguments
+from posray.progress import Progress
 from posray.analytics.snapshot import (
     TABLES,
     decode_page,
@@ -92,7 +94,8 @@ def run(args) -> int:
     # RAY_ADDRESS (set by `ray job submit`), else the cluster `posray up` started, else a private one.
     ray_address = (os.environ.get("RAY_ADDRESS") or settings.ray_address or "local") if use_ray else None
     try:
-        report = export_snapshot(dsn, out, page_rows=args.page_rows, ray_address=ray_address)
+        with Progress("snapshot", unit="ledger rows") as tick:
+            report = export_snapshot(dsn, out, page_rows=args.page_rows, ray_address=ray_address, progress=tick)
     except BlockingIOError as e:
         print(f"snapshot: {e}", file=sys.stderr)
         return 2
@@ -105,10 +108,13 @@ def run(args) -> int:
     return 1 if report.failed else 0
 
 
-def export_snapshot(dsn: str, snapshot_dir: Path, *, page_rows: int = 50_000, ray_address: str | None = None) -> SnapshotReport:
+def export_snapshot(dsn: str, snapshot_dir: Path, *, page_rows: int = 50_000, ray_address: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SnapshotReport:
     """Export every shard's rows beyond the watermark; advance it for the shards that succeeded.
 
     With `ray_address` ("local" for a private instance) shards are exported as Ray tasks.
+    `progress` is called with (ledger rows exported so far, rows to export): after each page,
+    or after each shard with Ray.
 
     Raises:
         BlockingIOError: another export holds the snapshot folder's lock.
@@ -122,25 +128,40 @@ def export_snapshot(dsn: str, snapshot_dir: Path, *, page_rows: int = 50_000, ra
         report.removed_files = _remove_unfinished(snapshot_dir, marks)
         heads = asyncio.run(_last_seqs(dsn))
         todo = [(s, marks.get(s, 0), last) for s, last in sorted(heads.items()) if last > marks.get(s, 0)]
+        tracker = _Tracker(sum(upto - after for _, after, upto in todo), progress)
         if ray_address and todo:
-            report.exported, report.failed = _export_with_ray(ray_address, dsn, snapshot_dir, todo, page_rows)
+            report.exported, report.failed = _export_with_ray(ray_address, dsn, snapshot_dir, todo, page_rows, tracker)
         else:
-            report.exported, report.failed = _export_here(dsn, snapshot_dir, todo, page_rows)
+            report.exported, report.failed = _export_here(dsn, snapshot_dir, todo, page_rows, tracker)
         if report.exported:
             write_watermark(snapshot_dir, marks | {e.shard: e.last_seq for e in report.exported})
     report.seconds = time.perf_counter() - started
     return report
 
 
-def export_shard(dsn: str, snapshot_dir: str, shard: int, after_seq: int, upto_seq: int, page_rows: int) -> ShardExported:
+class _Tracker:
+    """Ledger rows exported so far over all shards, passed on to a progress callback."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None):
+        self.total, self.done, self._progress = total, 0, progress
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        if self._progress is not None:
+            self._progress(self.done, self.total)
+
+
+def export_shard(dsn: str, snapshot_dir: str, shard: int, after_seq: int, upto_seq: int, page_rows: int,
+                 on_page: Callable[[int], None] | None = None) -> ShardExported:
     """Write the rows after_seq < seq <= upto_seq of one shard (runs locally or as a Ray task).
 
     File names depend only on the ledger page, so a retried task overwrites what it wrote.
+    `on_page` is called with the ledger rows (sequence numbers) each page covered.
     """
-    return asyncio.run(_export_shard(dsn, Path(snapshot_dir), shard, after_seq, upto_seq, page_rows))
+    return asyncio.run(_export_shard(dsn, Path(snapshot_dir), shard, after_seq, upto_seq, page_rows, on_page))
 
 
-async def _export_shard(dsn, snapshot_dir: Path, shard, after_seq, upto_seq, page_rows) -> ShardExported:
+async def _export_shard(dsn, snapshot_dir: Path, shard, after_seq, upto_seq, page_rows, on_page=None) -> ShardExported:
     started = time.perf_counter()
     documents = items = files = 0
     folders: set[Path] = set()
@@ -156,6 +177,8 @@ async def _export_shard(dsn, snapshot_dir: Path, shard, after_seq, upto_seq, pag
                 for path in _write_parts(snapshot_dir, table, shard, page.seq[0], page.seq[-1], frame):
                     folders.add(path.parent)
                     files += 1
+            if on_page is not None:
+                on_page(page.seq[-1] - after_seq)
             documents, items, after_seq = documents + docs.height, items + lines.height, page.seq[-1]
     finally:
         await pool.close()
@@ -178,17 +201,17 @@ def _write_parts(snapshot_dir: Path, table: str, shard: int, first_seq: int, las
     return written
 
 
-def _export_here(dsn, snapshot_dir, todo, page_rows):
+def _export_here(dsn, snapshot_dir, todo, page_rows, tracker: _Tracker):
     exported, failed = [], {}
     for shard, after_seq, upto_seq in todo:
         try:
-            exported.append(export_shard(dsn, str(snapshot_dir), shard, after_seq, upto_seq, page_rows))
+            exported.append(export_shard(dsn, str(snapshot_dir), shard, after_seq, upto_seq, page_rows, tracker.add))
         except Exception as e:  # one shard's failure must not stop the others' progress
             failed[shard] = f"{type(e).__name__}: {e}"
     return exported, failed
 
 
-def _export_with_ray(address, dsn, snapshot_dir, todo, page_rows):
+def _export_with_ray(address, dsn, snapshot_dir, todo, page_rows, tracker: _Tracker):
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray when it is first imported
     import ray
 
@@ -197,13 +220,16 @@ def _export_with_ray(address, dsn, snapshot_dir, todo, page_rows):
         ray.init(address=address, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1, max_retries=2)(export_shard)
-        pending = {task.remote(dsn, str(snapshot_dir), s, a, u, page_rows): s for s, a, u in todo}
+        pending = {task.remote(dsn, str(snapshot_dir), s, a, u, page_rows): (s, u - a) for s, a, u in todo}
         exported, failed = [], {}
-        for ref, shard in pending.items():
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            shard, rows = pending.pop(done[0])
             try:
-                exported.append(ray.get(ref))
+                exported.append(ray.get(done[0]))
             except Exception as e:
                 failed[shard] = f"{type(e).__name__}: {e}"
+            tracker.add(rows)
         return exported, failed
     finally:
         if connected_here:

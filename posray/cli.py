@@ -264,11 +264,12 @@ def cmd_token(args) -> int:
 
 
 def cmd_terminals(args) -> int:
+    from posray.progress import Progress
     from posray.services.terminal_admin import run_terminal_command
 
     settings = _settings(args)
     locate.require(settings, "pg_dsn")
-    return asyncio.run(run_terminal_command(settings, args))
+    return asyncio.run(run_terminal_command(settings, args, progress_for=Progress))
 
 
 def cmd_demo(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import asyncpg
 
@@ -68,11 +69,13 @@ class PgTerminals:
                 raise InvalidDocument("terminal_id", "is already registered", status=409) from None
         return _row(r)
 
-    async def import_terminals(self, rows: list[tuple[str, str, str | None]]) -> int:
+    async def import_terminals(self, rows: list[tuple[str, str, str | None]],
+                               progress: Callable[[int], None] | None = None) -> int:
         """Bulk-register (terminal_id, merchant_id, label) rows with COPY; return the count.
 
         Missing merchants are created with their id as name. Runs in one transaction: either
-        every row is registered or none is.
+        every row is registered or none is. `progress` is called with the rows handed to COPY
+        so far (every PROGRESS_EVERY rows); they are registered only when it commits.
 
         Raises:
             InvalidDocument: a terminal id in the file is already registered (409).
@@ -87,7 +90,7 @@ class PgTerminals:
                 )
                 try:
                     await conn.copy_records_to_table(
-                        "terminals", records=rows, columns=("terminal_id", "merchant_id", "label")
+                        "terminals", records=_counted(rows, progress), columns=("terminal_id", "merchant_id", "label")
                     )
                 except asyncpg.UniqueViolationError as e:
                     raise InvalidDocument(
@@ -141,3 +144,18 @@ class PgTerminals:
         async with translated(), self._pool.acquire() as conn:
             rows = await conn.fetch("SELECT status, count(*) AS n FROM terminals GROUP BY status")
         return {r["status"]: r["n"] for r in rows}
+
+
+PROGRESS_EVERY = 10_000
+
+
+def _counted(rows: list, progress: Callable[[int], None] | None) -> Iterator:
+    """`rows`, calling `progress` with how many were taken every PROGRESS_EVERY rows and at the end."""
+    if progress is None:
+        yield from rows
+        return
+    for n, row in enumerate(rows, start=1):
+        yield row
+        if n % PROGRESS_EVERY == 0:
+            progress(n)
+    progress(len(rows))

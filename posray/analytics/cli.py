@@ -164,6 +164,7 @@ def job_inputs(args, report: str) -> JobInputs:
 
 def cmd_generate(args) -> int:
     from posray.analytics.generator import GeneratorConfig, build_world
+    from posray.progress import Progress
     from posray.services.loading import load_into_ledger
 
     settings = settings_for(args)
@@ -177,7 +178,9 @@ def cmd_generate(args) -> int:
         documents=args.documents, shard_count=args.shards or settings.shard_count,
         anomalies=not args.no_anomalies, vat_rates_bp=settings.vat_rates_bp,
     )
-    summary = load_into_ledger(dsn, settings.seed_file, config, settings=settings, workers=args.workers)
+    with Progress("generate", total=config.documents, unit="documents") as tick:
+        summary = load_into_ledger(dsn, settings.seed_file, config, settings=settings, workers=args.workers,
+                                   progress=tick)
     write_merchants(settings.data_dir / MERCHANTS_FILE, build_world(config))
     print(f"recorded {summary.documents:,} documents {summary.by_type} in {summary.batches} batches, "
           f"{summary.terminals_registered} new terminals, {summary.elapsed_s:.1f} s "

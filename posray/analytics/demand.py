@@ -14,6 +14,11 @@ the weeks before, and measures the error per model: MAE (per series and day, min
 (sum of absolute errors / sum of actuals: defined with zero days, which a store-category has
 often), MAPE (over days that sold something) and bias. The model with the lower WAPE then
 forecasts the week after the held-out one, from all the data.
+
+A week or more without any sale is a gap in the data, not a week of zero demand: a snapshot may
+hold a few documents of today (`posray demo`) beside weeks of generated history. The data is
+cut into runs of sales without such a gap (sales_runs), and the backtest and forecast use the
+last run that holds a full week with days before it; sales after that run are left out.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from posray.analytics.retail import store_key
 SERIES = ("currency", "merchant_id", "store", "category")
 MODELS = ("seasonal_naive", "weekday_mean")
 WEEKS = 4
+GAP_DAYS = 7
 _DAY = pl.duration(days=1)
 
 
@@ -51,25 +57,95 @@ def daily_demand(items: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _with_predictions(daily: pl.LazyFrame, weeks: int) -> pl.LazyFrame:
-    """The daily series extended by a week, with each model's prediction and the held-out week.
+def sales_runs(daily: pl.LazyFrame) -> pl.LazyFrame:
+    """The runs of dates with sales that no gap of GAP_DAYS or more days without any sale splits,
+    and the week each run can hold out.
 
-    `holdout_start` is the Monday of the last full week of the data; the forecast week is the
-    week after it. Predictions use lags of whole weeks, so a day is predicted only from
-    earlier weeks.
+    A run ends at its last sale, or after it on the days of weekdays the run never sold on (a
+    shop closed on Sundays); the last run extends at least to where the data ends. Zero days
+    after a run's end are a gap or beyond the data, not days without demand. `holdout_start` is
+    the Monday of the run's last full week (Monday to Sunday, up to its end); it is null when no
+    day of the run precedes that week, the least a forecast needs.
+    Columns: first, last (first and last day with sales), end, days (with sales), holdout_start;
+    in date order.
+    """
+    end = pl.col("end")
+    holdout_start = end - pl.duration(days=end.dt.weekday() % 7) - 6 * _DAY
+    after = pl.col("last") + pl.duration(days=pl.col("closed_after"))
+    runs = (
+        daily.group_by("date").agg(pl.col("sold_minor").sum())
+        .filter(pl.col("sold_minor") > 0)
+        .sort("date")
+        .with_columns((pl.col("date").diff() >= pl.duration(days=GAP_DAYS)).fill_null(False).cum_sum().alias("run"))
+        .group_by("run")
+        .agg(pl.col("date").min().alias("first"), pl.col("date").max().alias("last"),
+             pl.len().cast(pl.Int64).alias("days"), pl.col("date").dt.weekday().unique().alias("open"))
+    )
+    closed_after = (
+        runs.select("run", "open", pl.date_ranges(pl.col("last") + _DAY, pl.col("last") + 6 * _DAY).alias("date"))
+        .explode("date")
+        .group_by("run")
+        .agg((~pl.col("open").list.contains(pl.col("date").dt.weekday())).sort_by(pl.col("date"))
+             .cast(pl.Int32).cum_prod().sum().alias("closed_after"))
+    )
+    return (
+        runs.join(closed_after, on="run")
+        .join(daily.select(pl.col("date").max().alias("data_end")), how="cross")
+        .with_columns(pl.when(pl.col("run") == pl.col("run").max()).then(pl.max_horizontal(after, "data_end"))
+                      .otherwise(after).alias("end"))
+        .with_columns(pl.when(holdout_start > pl.col("first")).then(holdout_start).alias("holdout_start"))
+        .sort("first")
+        .select("first", "last", "end", "days", "holdout_start")
+    )
+
+
+def why_no_backtest(runs: pl.DataFrame) -> str:
+    """What the data lacks for a backtest, in a sentence, from its sales_runs."""
+    if runs.is_empty():
+        return "no sales in this selection"
+    spans = "; ".join(f"{r['first']} to {r['last']} ({r['days']} days with sales)" for r in runs.tail(4).iter_rows(named=True))
+    more = f" (the last 4 of {runs.height})" if runs.height > 4 else ""
+    return (f"no full week (Monday to Sunday) of sales with a day of sales before it; a week or more without "
+            f"any sale is a gap that starts over, and the sales run{more}: {spans}")
+
+
+def left_out(runs: pl.DataFrame) -> str | None:
+    """A sentence on the sales after the run the backtest uses (after a gap), or None."""
+    usable = runs.with_row_index("i").drop_nulls("holdout_start")
+    if usable.is_empty() or usable["i"][-1] == runs.height - 1:
+        return None
+    later = runs.slice(usable["i"][-1] + 1)
+    days = later["days"].sum()
+    return (f"sales on {days} day{'s' if days != 1 else ''} from {later['first'][0]} to {later['last'][-1]} come "
+            f"after a gap, without a full week of their own, and are left out")
+
+
+def _with_predictions(daily: pl.LazyFrame, weeks: int) -> pl.LazyFrame:
+    """The daily series of the last run that can hold a week out (sales_runs), extended by a
+    week, with each model's prediction and the period of each day.
+
+    The held-out week is that run's last full week; the forecast week is the week after it.
+    Predictions use lags of whole weeks within the run, so a day is predicted only from
+    earlier weeks of sales; `sold_minor` is null after the run's end. A series is one that
+    sold in the run up to the held-out week's end; with no run to use, the frame is empty.
     """
     if weeks < 1:
         raise ValueError("weeks must be at least 1")
-    last = pl.col("date").max()
-    holdout_start = last - pl.duration(days=last.dt.weekday() % 7) - 6 * _DAY
-    bounds = daily.select(pl.col("date").min().alias("first"), holdout_start.alias("holdout_start"))
+    bounds = sales_runs(daily).drop_nulls("holdout_start").tail(1).select("first", "end", "holdout_start")
     calendar = bounds.select(
-        pl.date_ranges("first", pl.col("holdout_start") + 13 * _DAY, "1d").alias("date"), "holdout_start")
+        pl.date_ranges("first", pl.col("holdout_start") + 13 * _DAY, "1d").alias("date"), "end", "holdout_start")
+    in_run = (pl.col("date") >= pl.col("first")) & (pl.col("date") < pl.col("holdout_start") + 7 * _DAY)
+    series = (
+        daily.join(bounds, how="cross").filter(in_run & (pl.col("sold_minor") > 0))
+        .select(SERIES).unique()
+    )
     lag = [pl.col("sold_minor").shift(7 * k).over(SERIES, order_by="date") for k in range(1, weeks + 1)]
     return (
-        daily.select(SERIES).unique()
+        series
         .join(calendar.explode("date"), how="cross")
         .join(daily, on=[*SERIES, "date"], how="left")
+        # After the run's end the calendar's zeros are a gap or beyond the data, not sales.
+        .with_columns(pl.when(pl.col("date") <= pl.col("end")).then(pl.col("sold_minor")).alias("sold_minor"))
         .with_columns(
             lag[0].cast(pl.Float64).alias("seasonal_naive"),
             pl.mean_horizontal(lag).alias("weekday_mean"),
@@ -154,7 +230,8 @@ def best_model(errors: pl.DataFrame) -> str:
     ranked = errors.filter(pl.col("wape").is_not_null()).with_columns(
         pl.col("model").replace_strict({m: i for i, m in enumerate(MODELS)}, return_dtype=pl.Int32).alias("_order"))
     if ranked.is_empty():
-        raise ValueError("no model could be measured: the data needs a full week before the held-out one")
+        raise ValueError("no model could be measured: nothing sold in the held-out week, or no day of it has a "
+                         "day of sales a week before")
     return ranked.sort("wape", "_order")["model"][0]
 
 

@@ -185,6 +185,7 @@ def params_of(options: BenchOptions, settings) -> dict:
 async def prepare(pool, master, target, options: BenchOptions, cache_dir: Path, say):
     """(series, first unused document, context) of this run; signs and imports terminals as needed."""
     from posray.bench import workload
+    from posray.progress import Progress
 
     series, first, must_import = await workload.choose_series(
         pool, master, target, options.terminals, options.documents, options.batch_size, cache_dir)
@@ -195,10 +196,12 @@ async def prepare(pool, master, target, options: BenchOptions, cache_dir: Path, 
         say(f"signing {options.documents:,} documents for {options.terminals:,} terminals "
             f"(series {series.series_id}, cached in {cache_dir}) ...")
         started = time.monotonic()
-        await asyncio.to_thread(workload.sign_series, series, master, os.cpu_count() or 1, say)
+        with Progress("signing", total=options.documents, unit="documents") as tick:
+            await asyncio.to_thread(workload.sign_series, series, master, os.cpu_count() or 1, say, tick)
         context["signed_s"] = round(time.monotonic() - started, 1)
     if must_import:
-        context["terminals_imported_s"] = round(await workload.import_terminals(pool, series), 2)
+        with Progress("importing terminals", total=options.terminals, unit="terminals") as tick:
+            context["terminals_imported_s"] = round(await workload.import_terminals(pool, series, tick), 2)
         say(f"imported {options.terminals:,} terminals BENCH-{series.series_id}-* with COPY "
             f"in {context['terminals_imported_s']} s")
     say(f"series {series.series_id}: documents {first:,}..{options.documents - 1:,} unused")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
@@ -84,8 +85,13 @@ def series_of(cache_dir: Path, key: str, generation: int, terminals: int, docume
     return Series(sid, generation, terminals, documents, cache_dir)
 
 
-def sign_series(series: Series, master: bytes, processes: int, say=print) -> None:
-    """Sign every document of `series` in a process pool and write them to the cache."""
+def sign_series(series: Series, master: bytes, processes: int, say=print,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Sign every document of `series` in a process pool and write them to the cache.
+
+    `progress` is called with the documents signed so far after each chunk; without it,
+    `say` tells every tenth chunk.
+    """
     series.cache_dir.mkdir(parents=True, exist_ok=True)
     issued_at = (datetime.now(timezone.utc) - timedelta(minutes=2)).replace(microsecond=0).isoformat()
     chunks = [(master, series.series_id, series.terminals, a, min(a + SIGN_CHUNK, series.documents), issued_at)
@@ -99,7 +105,9 @@ def sign_series(series: Series, master: bytes, processes: int, say=print) -> Non
             for length in array("I", lengths):
                 position += length
                 offsets.append(position)
-            if n % 10 == 0 or n == len(chunks):
+            if progress is not None:
+                progress(offsets.buffer_info()[1] - 1)
+            elif n % 10 == 0 or n == len(chunks):
                 say(f"  signed {offsets.buffer_info()[1] - 1:,} of {series.documents:,} documents")
     series.index_path.write_bytes(offsets.tobytes())
     tmp.rename(series.docs_path)
@@ -253,13 +261,14 @@ def _load_state(cache_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-async def import_terminals(pool, series: Series) -> float:
-    """Register the series' terminals with COPY (the bulk import path); return the seconds taken."""
+async def import_terminals(pool, series: Series, progress: Callable[[int], None] | None = None) -> float:
+    """Register the series' terminals with COPY (the bulk import path); return the seconds taken.
+    `progress` is called with the rows handed to COPY so far."""
     from posray.adapters.pg_terminals import PgTerminals
 
     sid = series.series_id
     rows = [(terminal_id(sid, i), f"BENCH-{sid}-M{i // TERMINALS_PER_MERCHANT}", None)
             for i in range(series.terminals)]
     started = time.monotonic()
-    await PgTerminals(pool).import_terminals(rows)
+    await PgTerminals(pool).import_terminals(rows, progress=progress)
     return time.monotonic() - started

@@ -15,6 +15,7 @@ import multiprocessing
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,9 @@ from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from posray.services.recording import ShardRecorder, Sign
 from posray.settings import Settings
 
+PROGRESS_EVERY = 1000  # documents between two calls of a load's progress callback
+
+
 @dataclass(frozen=True, slots=True)
 class LoadSummary:
     """What a load recorded."""
@@ -48,6 +52,7 @@ class LoadSummary:
 def load_into_ledger(
     dsn: str, seed_file: Path, config: GeneratorConfig, *, settings: Settings | None = None,
     batch_max: int = 2000, workers: int = 1, sink: Callable[[Accepted], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> LoadSummary:
     """Generate `config`'s history and record it; see load_history.
 
@@ -55,35 +60,69 @@ def load_into_ledger(
         workers: processes generating and writing disjoint sets of shards in parallel (the
             documents are the same whatever the number); `sink` needs workers=1. A script
             that uses workers > 1 must guard its entry point with `if __name__ == "__main__"`.
+        progress: called in this process with the documents handed to the ledger so far, a
+            growing count.
     """
     settings = settings or Settings()
     if workers <= 1:
-        return asyncio.run(load_history(dsn, seed_file, config, settings=settings, batch_max=batch_max, sink=sink))
+        return asyncio.run(load_history(dsn, seed_file, config, settings=settings, batch_max=batch_max, sink=sink,
+                                        progress=progress))
     if sink is not None:
         raise ValueError("a sink sees documents in one process only: use workers=1")
     started = time.perf_counter()
     registered = asyncio.run(_register_only(dsn, config))
     groups = [frozenset(range(w, config.shard_count, workers)) for w in range(min(workers, config.shard_count))]
-    with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(_load_part, [(dsn, seed_file, config, settings, batch_max, g) for g in groups]))
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(len(groups), mp_context=context) as pool:
+        counts = manager.Queue()
+        futures = [pool.submit(_load_part, (dsn, seed_file, config, settings, batch_max, g, counts)) for g in groups]
+        _relay_counts(futures, counts, progress)
+        parts = [f.result() for f in futures]
     return _merged(parts, registered, time.perf_counter() - started)
 
 
+def _relay_counts(futures, counts, progress: Callable[[int], None] | None) -> None:
+    """Until every part is done, add up the documents the parts report and pass the sum on."""
+    done = 0
+    while True:
+        finished = wait_futures(futures, timeout=0.5).not_done == set()
+        while not counts.empty():
+            done += counts.get_nowait()
+        if progress is not None:
+            progress(done)
+        if finished:
+            return
+
+
 def _load_part(args) -> LoadSummary:
-    dsn, seed_file, config, settings, batch_max, shards = args
-    return asyncio.run(load_history(dsn, seed_file, config, settings=settings, batch_max=batch_max, shards=shards))
+    dsn, seed_file, config, settings, batch_max, shards, counts = args
+    return asyncio.run(load_history(dsn, seed_file, config, settings=settings, batch_max=batch_max, shards=shards,
+                                    progress=_Increments(counts.put)))
+
+
+class _Increments:
+    """A progress callback that passes on what was added since its last call (parts add up)."""
+
+    def __init__(self, put: Callable[[int], None]):
+        self._put, self._seen = put, 0
+
+    def __call__(self, done: int) -> None:
+        self._put(done - self._seen)
+        self._seen = done
 
 
 async def load_history(
     dsn: str, seed_file: Path, config: GeneratorConfig, *, settings: Settings, batch_max: int = 2000,
     sink: Callable[[Accepted], None] | None = None, shards: frozenset[int] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> LoadSummary:
     """Register the world's merchants and terminals, then record its history batch by batch.
 
     A second load of the same world (a later window) continues each terminal's counters and
     each shard's chain. `sink` sees every document as it is recorded (tests keep them);
-    `shards` limits the load to the documents of those shards. Checkpoints are signed with
-    the operator's log key under `settings`' log origins.
+    `shards` limits the load to the documents of those shards; `progress` is called with the
+    documents generated and handed to the ledger so far every PROGRESS_EVERY documents and at the end. Checkpoints are
+    signed with the operator's log key under `settings`' log origins.
 
     Raises:
         ValueError: a world terminal id is registered to another merchant.
@@ -114,7 +153,11 @@ async def load_history(
                 sink(accepted)
             types[accepted.document["type"]] += 1
             await writer.add(accepted)
+            if progress is not None and types.total() % PROGRESS_EVERY == 0:
+                progress(types.total())
         await writer.close()
+        if progress is not None:
+            progress(types.total())
     finally:
         await pool.close()
     return LoadSummary(sum(types.values()), dict(types), writer.batches, registered,

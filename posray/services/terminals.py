@@ -12,11 +12,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from posray.adapters.pg_terminals import PgTerminals, TerminalRow
 from posray.domain.errors import InvalidDocument
 from posray.domain.keys import terminal_key
 
+KEYS_PROGRESS_EVERY = 10_000
 TERMINAL_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _UNKNOWN_TTL_S = 2.0
 _CHANGES_PAGE = 10_000
@@ -74,13 +76,19 @@ def read_import_file(path: Path, rows_max: int = 20_000_000) -> list[tuple[str, 
     return rows
 
 
-def write_keys_file(path: Path, master: bytes, rows: list[tuple[str, str, str | None]]) -> None:
-    """Write terminal_id,key_hex for provisioning, readable by the owner only."""
+def write_keys_file(path: Path, master: bytes, rows: list[tuple[str, str, str | None]],
+                    progress: Callable[[int], None] | None = None) -> None:
+    """Write terminal_id,key_hex for provisioning, readable by the owner only; `progress` is
+    called with the keys written so far every KEYS_PROGRESS_EVERY keys and at the end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", opener=lambda p, f: __import__("os").open(p, f, 0o600)) as out:
         out.write("terminal_id,key_hex\n")
-        for terminal_id, _, _ in rows:
+        for n, (terminal_id, _, _) in enumerate(rows, start=1):
             out.write(f"{terminal_id},{terminal_key(master, terminal_id, 1).hex()}\n")
+            if progress is not None and n % KEYS_PROGRESS_EVERY == 0:
+                progress(n)
+    if progress is not None:
+        progress(len(rows))
 
 
 class TerminalDirectory:

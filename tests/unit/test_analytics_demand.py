@@ -120,6 +120,48 @@ class TestNextWeek:
         assert outlook["forecast_minor"] == 2400.0
 
 
+class TestGapsInTheData:
+    """A snapshot where a few documents of today (posray demo) sit beside weeks of history."""
+
+    # Three weeks of a shop closed on Sundays.
+    CLOSED_SUNDAYS = [100] * 6 + [0] + [200] * 6 + [0] + [150] * 6 + [0]
+
+    def history_then_demo(self, history: list[int], days_later: int) -> pl.LazyFrame:
+        """`history` of one series, then one demo sale of another store `days_later` days after it;
+        the calendar between them is zeros, as daily_demand fills it."""
+        total = len(history) + days_later
+        return pl.concat([daily(history + [0] * days_later),
+                          daily([0] * (total - 1) + [300], store="demo", category="coffee")])
+
+    def test_a_demo_day_months_later_leaves_the_history_held_out_and_measured(self):
+        frame = self.history_then_demo(self.CLOSED_SUNDAYS, days_later=250)
+        rows = demand.backtest(frame).collect()
+        assert rows["date"].unique().sort().to_list() == [START + timedelta(days=14 + i) for i in range(7)]
+        assert rows["store"].unique().to_list() == ["s1"]
+        errors = demand.forecast_errors(rows.lazy()).collect()
+        assert demand.best_model(errors) == "weekday_mean"
+        assert demand.next_week(frame, "weekday_mean").collect()["date"].min() == START + timedelta(days=21)
+
+    def test_the_days_after_the_history_before_the_gap_are_no_sales(self):
+        # history ends on a Wednesday: that week is not full, the one before it is held out
+        frame = self.history_then_demo(self.CLOSED_SUNDAYS + [120, 130, 140], days_later=40)
+        rows = demand.backtest(frame).collect()
+        assert rows["date"].min() == START + timedelta(days=14)
+        history = demand.history_and_forecast(frame, "weekday_mean").collect()
+        assert history.filter(pl.col("date") > START + timedelta(days=23))["actual_minor"].null_count() == 4
+
+    def test_the_runs_of_sales_say_what_is_missing_and_what_is_left_out(self):
+        runs = demand.sales_runs(self.history_then_demo(self.CLOSED_SUNDAYS, days_later=250)).collect()
+        assert runs.select("first", "end", "days").rows() == [
+            (START, START + timedelta(days=20), 18), (START + timedelta(days=270), START + timedelta(days=276), 1)]
+        assert runs["holdout_start"].to_list() == [START + timedelta(days=14), None]
+        assert "sales on 1 day from 2026-11-27 to 2026-11-27 come after a gap" in demand.left_out(runs)
+        only_demo = demand.sales_runs(daily([100] * 5 + [0] * 30 + [300])).collect()
+        assert demand.backtest(daily([100] * 5 + [0] * 30 + [300])).collect().is_empty()
+        assert "no full week" in demand.why_no_backtest(only_demo)
+        assert demand.why_no_backtest(only_demo.clear()) == "no sales in this selection"
+
+
 class TestOnGeneratedHistory:
     CONFIG = GeneratorConfig(seed=3, merchants=6, start=START, days=28, documents=6000, shard_count=4)
 
@@ -147,3 +189,14 @@ class TestOnGeneratedHistory:
         forecast = demand.next_week(days.lazy(), model).collect()
         assert forecast.height == 7 * days.select(demand.SERIES).unique().height
         assert forecast["date"].min() == START + timedelta(days=28)
+
+    def test_a_few_demo_documents_of_today_do_not_hide_the_four_weeks(self, frames):
+        days, rows = frames
+        _, _, lines = generated(self.CONFIG)
+        today = datetime(2026, 12, 5, 10)
+        demo = items({"seq": 1, "local": today, "sku": "C", "name": "Coffee", "category": "drinks", "amount_minor": 350})
+        with_demo = demand.daily_demand(pl.concat([lines.lazy(), demo])).collect()
+        assert with_demo["date"].max() == today.date()
+        assert demand.backtest(with_demo.lazy()).collect().equals(rows)
+        summary = demand.error_summary(rows.lazy()).collect()
+        assert demand.best_model(summary.filter(pl.col("level") == "series")) in demand.MODELS

@@ -43,11 +43,13 @@ class TestDemandJob:
         for name in ("daily", "backtest", "errors_by_category", "errors_by_series"):
             assert (out / "demand" / f"{name}.parquet").exists()
 
-    def test_it_needs_two_full_weeks(self, tmp_path, capsys):
+    def test_it_needs_a_full_week_with_days_before_it_and_says_which_sales_it_has(self, tmp_path, capsys):
         short = GeneratorConfig(seed=3, merchants=6, start=date(2026, 3, 2), days=10, documents=1000, shard_count=4)
         write_snapshot(tmp_path / "snapshot", short)
         assert demand_job.main(["--data-dir", str(tmp_path)]) == 1
-        assert "two full weeks" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "no full week (Monday to Sunday) of sales with a day of sales before it" in err
+        assert "2026-03-02 to 2026-03-11 (10 days with sales)" in err
 
 
 class TestIntegrityJob:
