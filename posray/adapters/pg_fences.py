@@ -44,6 +44,20 @@ class Conflict:
     released: bool
 
 
+@dataclass(frozen=True, slots=True)
+class FenceState:
+    """A shard's latest fence as the ledger holds it, with the highest reservation of its epoch."""
+
+    shard: int
+    epoch: int
+    store: str
+    floor: int
+    reserved: int
+    ledger_seq: int
+    reason: str
+    created_at: datetime
+
+
 Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> plan
 
 
@@ -126,15 +140,35 @@ class PgFences:
         return [Conflict(r["shard"], r["seq"], bytes(r["document_hash"]), bytes(r["document"]),
                          r["accepted_at"], r["released"]) for r in rows]
 
-    async def release_conflicts(self, shard: int, by: str) -> int:
-        """Release every unreleased conflict of `shard` (they stay recorded as lost); return how many."""
+    async def release_conflicts(self, shard: int, by: str) -> list[tuple[int, bytes]]:
+        """Release every unreleased conflict of `shard` (they stay recorded as lost).
+
+        Returns:
+            The (seq, document hash) of each conflict released by this call, by sequence.
+        """
         async with translated(), self._pool.acquire() as conn:
-            result = await conn.execute(
+            rows = await conn.fetch(
                 "INSERT INTO capture_conflicts_released (shard, seq, document_hash, released_by)"
                 " SELECT shard, seq, document_hash, $2 FROM capture_conflicts WHERE shard = $1"
-                " ON CONFLICT DO NOTHING", shard, by)
-        return int(result.rsplit(" ", 1)[-1])
+                " ON CONFLICT DO NOTHING RETURNING seq, document_hash", shard, by)
+        return sorted((r["seq"], bytes(r["document_hash"])) for r in rows)
 
+    async def latest(self, shards: list[int] | None = None) -> dict[int, FenceState]:
+        """Each fenced shard's latest fence (of `shards` when given)."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (f.shard) f.shard, f.epoch, f.store, f.floor_seq, f.ledger_seq, f.reason,"
+                " f.created_at, (SELECT max(reserved_seq) FROM capture_reservations r"
+                "  WHERE r.shard = f.shard AND r.epoch = f.epoch) AS reserved"
+                " FROM capture_fences f WHERE ($1::int[] IS NULL OR f.shard = ANY($1::int[]))"
+                " ORDER BY f.shard, f.epoch DESC", shards)
+        return {r["shard"]: FenceState(r["shard"], r["epoch"], r["store"], r["floor_seq"], r["reserved"],
+                                       r["ledger_seq"], r["reason"], r["created_at"]) for r in rows}
+
+    async def any_fence(self) -> bool:
+        """True once any capture store was fenced against this ledger (it is live)."""
+        async with translated(), self._pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM capture_fences)"))
 
 async def _prior(conn, shard: int) -> PriorFence | None:
     row = await conn.fetchrow(
