@@ -45,7 +45,8 @@ def cmd_capture(args) -> int:
 
     settings = _settings(args)
     if args.capture_action == "rebind" and not args.yes:
-        print(f"posray capture rebind: {REBIND_DANGER.format(store=settings.capture_store_id)}", file=sys.stderr)
+        store = settings.capture_store_id if settings.redis_url else "POSRAY_REDIS_URL"
+        print(f"posray capture rebind: {REBIND_DANGER.format(store=store)}", file=sys.stderr)
         return 2
     require(settings, "pg_dsn", *(("redis_url",) if args.capture_action == "rebind" else ()))
     run = {"status": _status, "release": _release, "rebind": _rebind}[args.capture_action]

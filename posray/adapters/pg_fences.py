@@ -7,13 +7,16 @@ fence never starts below what the ledger holds.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import asyncpg
 
-from posray.adapters.pg import translated
+from posray.adapters.pg import TRANSIENT, translated
+from posray.domain.errors import LedgerLive
 from posray.domain.fence import Fence, FencePlan, PriorFence
 
 _LOCK_CLASS = 7263005  # advisory lock namespace of fences: (class, shard)
@@ -165,10 +168,33 @@ class PgFences:
         return {r["shard"]: FenceState(r["shard"], r["epoch"], r["store"], r["floor_seq"], r["reserved"],
                                        r["ledger_seq"], r["reason"], r["created_at"]) for r in rows}
 
-    async def any_fence(self) -> bool:
-        """True once any capture store was fenced against this ledger (it is live)."""
+    @contextlib.asynccontextmanager
+    async def offline(self, shards: list[int]) -> AsyncIterator[None]:
+        """Hold the fence locks of `shards` while an offline load writes them, on a ledger never fenced.
+
+        A fence is set under the same per-shard lock (`establish`), so a capture store that
+        starts meanwhile waits and is then fenced above what the load wrote.
+
+        Raises:
+            LedgerLive: a capture store was fenced against this ledger (on any shard).
+            Unavailable: PostgreSQL is unreachable.
+        """
         async with translated(), self._pool.acquire() as conn:
-            return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM capture_fences)"))
+            try:
+                for shard in sorted(shards):  # one order for every holder: no deadlock
+                    await conn.execute("SELECT pg_advisory_lock($1, $2)", _LOCK_CLASS, shard)
+                stores = await conn.fetch(
+                    "SELECT store, count(DISTINCT shard) AS shards FROM capture_fences GROUP BY store ORDER BY store")
+                if stores:
+                    named = ", ".join(f"{r['store']} ({r['shards']} shards)" for r in stores)
+                    raise LedgerLive(
+                        f"the ledger is live: capture store(s) {named} are fenced against it, and history "
+                        "written here would take sequences capture hands out; generate into a database of "
+                        "its own")
+                yield
+            finally:
+                with contextlib.suppress(*TRANSIENT):  # a lost connection released its locks already
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
 
 async def _prior(conn, shard: int) -> PriorFence | None:
     row = await conn.fetchrow(
