@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import sys
 
 from posray.audit_cli import parse_shards
@@ -120,6 +121,8 @@ async def _rebind(settings, args) -> int:
     from posray.services.capture_admin import rebind
 
     shards = args.shards or list(range(settings.shard_count))
+    # The fencing service logs for the IngestShard's log; here the outcome is printed below.
+    logging.getLogger("posray.services.fencing").setLevel(logging.CRITICAL)
     client = connect(settings.redis_url)
     pool = await create_pool(settings.pg_dsn, size_max=1)
     try:
