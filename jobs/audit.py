@@ -22,6 +22,7 @@ from posray.adapters.pg_audit import PgAuditSource
 from posray.audit_cli import add_arguments
 from posray.domain.errors import PosrayError, Unavailable
 from posray.domain.note import NoteError, NoteSigner, NoteVerifier
+from posray.locate import NoDeployment
 from posray.progress import Progress
 from posray.services.audit import ShardAudit, audit_shard
 from posray.settings import Settings, SettingsError
@@ -124,6 +125,10 @@ def _plan(settings: Settings, args) -> AuditPlan:
 def run_audit(settings: Settings, args, out=None, err=None) -> int:
     """Audit the shards `args` name (all by default); print the report; 0 ok, 1 divergence, 2 unusable."""
     out, err = out or sys.stdout, err or sys.stderr
+    if getattr(args, "reconcile", False):
+        from posray.reconcile_cli import run_reconcile
+
+        return run_reconcile(settings, args, out, err)
     if settings.pg_dsn is None:
         print("posray audit: no ledger configured (POSRAY_PG_DSN, or run `posray up`)", file=err)
         return 2
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run_audit(Settings.from_env(), args)
-    except SettingsError as e:
+    except (SettingsError, NoDeployment) as e:
         print(f"posray audit: {e}", file=sys.stderr)
         return 2
 

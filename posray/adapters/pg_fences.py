@@ -7,13 +7,16 @@ fence never starts below what the ledger holds.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import asyncpg
 
-from posray.adapters.pg import translated
+from posray.adapters.pg import TRANSIENT, translated
+from posray.domain.errors import LedgerLive
 from posray.domain.fence import Fence, FencePlan, PriorFence
 
 _LOCK_CLASS = 7263005  # advisory lock namespace of fences: (class, shard)
@@ -42,6 +45,20 @@ class Conflict:
     document: bytes
     accepted_at: datetime
     released: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FenceState:
+    """A shard's latest fence as the ledger holds it, with the highest reservation of its epoch."""
+
+    shard: int
+    epoch: int
+    store: str
+    floor: int
+    reserved: int
+    ledger_seq: int
+    reason: str
+    created_at: datetime
 
 
 Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> plan
@@ -126,15 +143,58 @@ class PgFences:
         return [Conflict(r["shard"], r["seq"], bytes(r["document_hash"]), bytes(r["document"]),
                          r["accepted_at"], r["released"]) for r in rows]
 
-    async def release_conflicts(self, shard: int, by: str) -> int:
-        """Release every unreleased conflict of `shard` (they stay recorded as lost); return how many."""
+    async def release_conflicts(self, shard: int, by: str) -> list[tuple[int, bytes]]:
+        """Release every unreleased conflict of `shard` (they stay recorded as lost).
+
+        Returns:
+            The (seq, document hash) of each conflict released by this call, by sequence.
+        """
         async with translated(), self._pool.acquire() as conn:
-            result = await conn.execute(
+            rows = await conn.fetch(
                 "INSERT INTO capture_conflicts_released (shard, seq, document_hash, released_by)"
                 " SELECT shard, seq, document_hash, $2 FROM capture_conflicts WHERE shard = $1"
-                " ON CONFLICT DO NOTHING", shard, by)
-        return int(result.rsplit(" ", 1)[-1])
+                " ON CONFLICT DO NOTHING RETURNING seq, document_hash", shard, by)
+        return sorted((r["seq"], bytes(r["document_hash"])) for r in rows)
 
+    async def latest(self, shards: list[int] | None = None) -> dict[int, FenceState]:
+        """Each fenced shard's latest fence (of `shards` when given)."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (f.shard) f.shard, f.epoch, f.store, f.floor_seq, f.ledger_seq, f.reason,"
+                " f.created_at, (SELECT max(reserved_seq) FROM capture_reservations r"
+                "  WHERE r.shard = f.shard AND r.epoch = f.epoch) AS reserved"
+                " FROM capture_fences f WHERE ($1::int[] IS NULL OR f.shard = ANY($1::int[]))"
+                " ORDER BY f.shard, f.epoch DESC", shards)
+        return {r["shard"]: FenceState(r["shard"], r["epoch"], r["store"], r["floor_seq"], r["reserved"],
+                                       r["ledger_seq"], r["reason"], r["created_at"]) for r in rows}
+
+    @contextlib.asynccontextmanager
+    async def offline(self, shards: list[int]) -> AsyncIterator[None]:
+        """Hold the fence locks of `shards` while an offline load writes them, on a ledger never fenced.
+
+        A fence is set under the same per-shard lock (`establish`), so a capture store that
+        starts meanwhile waits and is then fenced above what the load wrote.
+
+        Raises:
+            LedgerLive: a capture store was fenced against this ledger (on any shard).
+            Unavailable: PostgreSQL is unreachable.
+        """
+        async with translated(), self._pool.acquire() as conn:
+            try:
+                for shard in sorted(shards):  # one order for every holder: no deadlock
+                    await conn.execute("SELECT pg_advisory_lock($1, $2)", _LOCK_CLASS, shard)
+                stores = await conn.fetch(
+                    "SELECT store, count(DISTINCT shard) AS shards FROM capture_fences GROUP BY store ORDER BY store")
+                if stores:
+                    named = ", ".join(f"{r['store']} ({r['shards']} shards)" for r in stores)
+                    raise LedgerLive(
+                        f"the ledger is live: capture store(s) {named} are fenced against it, and history "
+                        "written here would take sequences capture hands out; generate into a database of "
+                        "its own")
+                yield
+            finally:
+                with contextlib.suppress(*TRANSIENT):  # a lost connection released its locks already
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
 
 async def _prior(conn, shard: int) -> PriorFence | None:
     row = await conn.fetchrow(

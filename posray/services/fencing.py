@@ -39,8 +39,11 @@ class FenceLedger(Protocol):
 class ShardFences:
     """The fences of the shards one process captures, and the sequences it issued under them."""
 
-    def __init__(self, store: FenceStore, ledger: FenceLedger, store_id: str, reservation: int):
+    def __init__(self, store: FenceStore, ledger: FenceLedger, store_id: str, reservation: int,
+                 rebind: bool = False):
         self._store = store
+        # Only `posray capture rebind` takes shards over from another store (posray.services.capture_admin).
+        self._rebind = rebind
         self._ledger = ledger
         self._store_id = store_id
         self._reservation = reservation
@@ -96,6 +99,7 @@ class ShardFences:
             held = self._fences.get(shard)
             own = issued_max if held is not None and prior is not None and prior.epoch == held.epoch else None
             decided.append(plan_fence(ledger_seq, state, prior, self._store_id, own, self._reservation,
+                                      rebind=self._rebind,
                                       reissued_from=reissued_from if own is not None else None))
             seen.append(ledger_seq)
             return decided[-1]
