@@ -129,7 +129,7 @@ async def run_scenario(stack: FaultStack, scenario: Scenario, say=print) -> dict
                    released=sum(n for _, n in releases),
                    released_first_s=round(releases[0][0], 2) if releases else None,
                    fences=_delta(await stack.fence_summary(), fences_before),
-                   second_deployment=stack.second_deployment)
+                   second_deployment=stack.second_deployment, reconcile=await stack.reconcile())
     stack.second_deployment = None
     return summary
 

@@ -199,11 +199,60 @@ def render(results: list[dict], options: FaultOptions, command: str) -> str:
              f"Machine: {_machine()}.", "", _method(options), "", HEADER]
     lines += [row(r) for r in results]
     lines += _findings(results)
+    lines += ["", FENCING_SECTION]
     lines += ["", "## What happens inside", ""]
     for r in results:
         lines += [f"### {r['title']}", "", EXPLAIN[r["scenario"]], "", _details(r), ""]
     return "\n".join(lines)
 
+
+FENCING_SECTION = """## Fencing capture against the ledger
+
+A receipt code is a promise: once the ledger has caught up, it resolves to exactly the document
+that was acknowledged, or posray says the document was lost. Three mechanisms keep it, whatever
+happens to the capture store (Redis/Valkey) or to the ledger behind its back:
+
+1. **Codes bound to content.** A code's keyed tag covers the document's SHA-256 as well as
+   (shard, seq) (docs/protocol.md, "Receipt codes"). A code whose place holds another document
+   does not resolve to it: lookups, `/r/{code}`, `posray verify-receipt` and `posray audit` all
+   recompute the binding from the recorded bytes.
+2. **Fences.** Before a store may capture a shard, the IngestShard sets a fence in PostgreSQL
+   (`capture_fences`: a new epoch, a floor at or above everything the ledger holds and the store
+   handed out, a reservation of the next sequences) and installs it in the store. The capture
+   script checks the epoch and the reservation on every call; a store that was flushed, restored
+   from an older copy, restarted without its scripts, failed over or fenced by another writer
+   refuses (`NotFenced`, 503 + Retry-After) until it is fenced again. Re-fencing compares what the
+   store holds with what the ledger and the IngestShard know, and records in `capture_fences`
+   the acknowledged sequences the store lost: exactly, when the IngestShard still knows what it
+   handed out, else up to the store's last reservation. Lookups of codes in a lost range answer
+   **410** ("acknowledged and then lost"); metric `posray_capture_lost_sequences`. A second
+   deployment's store on the same ledger cannot fence at all (`posray capture rebind` moves the
+   shards deliberately).
+3. **The ledger never drops silently.** A LedgerWriter that meets a captured entry at a recorded
+   place compares the documents: the same document is a redelivery (acknowledged, exactly once);
+   another one is a conflict. The shard's recording stops (metric `posray_ledger_conflicts`,
+   `/readyz` 503, `posray status`), the entry is kept in `capture_conflicts` (its code answers
+   410), the store's fence is removed so capture re-fences above the ledger, and recording
+   resumes when an operator releases it (`posray capture release SHARD`, after
+   `posray audit --reconcile`; runbook in docs/operations.md).
+4. **Resends stay idempotent when the keys are gone.** A store that lost data also lost the
+   idempotency keys (terminal, counter) of documents it captured. The fence that finds the loss
+   says so (`capture_fences.keys_lost`); for the keys' lifetime after it, capture asks the ledger
+   about every document issued before the loss (one indexed query per call, only for those: a
+   sale issued later cannot have been captured before): a recorded one gets its first answer
+   again (same code, `duplicate: true`), another document under a recorded counter gets 409, and
+   an acknowledged one that was lost is captured again. One race is left: a document the
+   LedgerWriter had read from the store before the loss and commits after the resend's check is
+   recorded a second time; `posray audit --reconcile` does not see it (the store's keys are
+   gone), the analytics' duplicate-counter check does.
+
+The table above measures it: in every row *aliased* is 0 and every acknowledged sale is either
+recorded as sent or answered 410. *Recorded as sent*: the ledger holds, at the code's place, a
+record of the very bytes sent and the code recomputed from it is the code the terminal printed.
+*Lost, reported*: `GET /v1/receipts/{code}` answered 410. *Aliased*: it answered 200 with another
+document. *Silently missing*: 404 (or still not recorded when checked). In the scenarios that
+stop a shard, the operator's `posray capture release` is simulated by releasing every second.
+"""
 
 FINDINGS = {
     "disconnected": (
@@ -310,6 +359,11 @@ def _details(r: dict) -> str:
                      f"covering {f.get('lost_sequences', 0)} sequence(s), {f.get('conflicts', 0)} conflicting "
                      f"entries; the operator released {r.get('released', 0)}"
                      + (f" (first at {r['released_first_s']} s)." if r.get("released_first_s") else "."))
+    if r.get("reconcile") and not r["reconcile"]["ok"]:
+        c = r["reconcile"]
+        parts.append(f"`posray audit --reconcile` afterwards (whole run so far): {c['keys_checked']:,} "
+                     f"idempotency keys checked, {c['mismatches']} mismatch(es) ({c['unexplained']} not a "
+                     f"known conflict), {c['losses']} loss record(s), {c['conflicts']} conflict(s): exit 1.")
     if r.get("second_deployment"):
         d = r["second_deployment"]
         parts.append(f"Second deployment: {d['sent']} sent, {d['acknowledged']} acknowledged, "

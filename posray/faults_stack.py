@@ -210,12 +210,32 @@ class FaultStack:
                               self.settings.public_base_url, acks)
 
     async def release_conflicts(self) -> int:
-        """What `posray capture release SHARD` does, for every shard with unreleased conflicts."""
+        """`posray capture release SHARD` for every shard with unreleased conflicts; how many were released."""
         from posray.adapters.pg_fences import PgFences
+        from posray.services.capture_admin import release
 
         fences = PgFences(await self._pg())
         blocking = {c.shard for c in await fences.conflicts() if not c.released}
-        return sum([await fences.release_conflicts(shard, "posray faults (operator)") for shard in sorted(blocking)])
+        return sum([len(await release(fences, shard, "posray faults (operator)")) for shard in sorted(blocking)])
+
+    async def reconcile(self) -> dict:
+        """`posray audit --reconcile` now: what it lists, and the mismatches no conflict explains."""
+        from posray.adapters.pg_fences import PgFences
+        from posray.adapters.pg_ledger import PgLedger
+        from posray.adapters.redis_capture import connect
+        from posray.adapters.redis_idempotency import RedisIdempotencyKeys
+        from posray.services.reconcile import reconcile
+
+        client = connect(self.settings.redis_url)
+        try:
+            pool = await self._pg()
+            found = await reconcile(RedisIdempotencyKeys(client, self.settings.key_prefix), PgLedger(pool),
+                                    PgFences(pool))
+        finally:
+            await client.aclose()
+        return {"ok": found.ok, "keys_checked": found.keys_checked, "mismatches": found.mismatches_total,
+                "unexplained": sum(1 for m in found.mismatches if m.conflict is None),
+                "losses": len(found.losses), "conflicts": len(found.conflicts)}
 
     async def fence_summary(self) -> dict:
         """Fences set, losses recorded (sequences, exact or bound) and conflicts, over the whole run so far."""

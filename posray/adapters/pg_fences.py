@@ -61,6 +61,15 @@ class FenceState:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A recorded document found by its terminal and counter."""
+
+    seq: int
+    record: bytes
+    accepted_at_ms: int
+
+
 Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> plan
 
 
@@ -86,13 +95,35 @@ class PgFences:
             decided = plan(ledger_seq, prior)
             await conn.execute(
                 "INSERT INTO capture_fences (shard, epoch, store, floor_seq, ledger_seq, store_seq,"
-                " lost_from, lost_to, lost_exact, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                " lost_from, lost_to, lost_exact, reason, keys_lost)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 shard, decided.epoch, store, decided.floor, ledger_seq, store_seq,
-                decided.lost_from, decided.lost_to, decided.lost_exact, decided.reason)
+                decided.lost_from, decided.lost_to, decided.lost_exact, decided.reason, decided.keys_lost)
             await conn.execute(
                 "INSERT INTO capture_reservations (shard, epoch, reserved_seq) VALUES ($1, $2, $3)",
                 shard, decided.epoch, decided.reserved)
-        return Fence(shard, decided.epoch, decided.floor, decided.reserved)
+            keys_lost_at_ms = await conn.fetchval(
+                "SELECT (extract(epoch FROM max(created_at)) * 1000)::bigint FROM capture_fences"
+                " WHERE shard = $1 AND keys_lost", shard)
+        return Fence(shard, decided.epoch, decided.floor, decided.reserved, keys_lost_at_ms)
+
+    async def recorded(self, shard: int, counters: list[tuple[str, int]]) -> dict[tuple[str, int], Recorded]:
+        """What the ledger holds of these (terminal, counter) in `shard`: the idempotency a store lost.
+
+        Raises:
+            Unavailable: PostgreSQL is unreachable.
+        """
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT e.terminal_id, e.counter, e.seq, e.record,"
+                " (extract(epoch FROM e.accepted_at) * 1000)::bigint AS accepted_ms"
+                " FROM ledger_entries e JOIN unnest($2::text[], $3::bigint[]) AS p(terminal_id, counter)"
+                " ON e.terminal_id = p.terminal_id AND e.counter = p.counter WHERE e.shard = $1"
+                " ORDER BY e.seq", shard, [t for t, _ in counters], [c for _, c in counters])
+        found: dict[tuple[str, int], Recorded] = {}
+        for r in rows:  # the first recording of a counter is the one its terminal was answered
+            found.setdefault((r["terminal_id"], r["counter"]), Recorded(r["seq"], bytes(r["record"]), r["accepted_ms"]))
+        return found
 
     async def reserve(self, shard: int, epoch: int, reserved_seq: int) -> bool:
         """Extend the reservation of `epoch`; False when a newer epoch fenced this one out."""

@@ -46,6 +46,7 @@ def test_no_acknowledged_sale_is_aliased_or_silently_lost(results, scenario):
     assert e["missing"] == o["lost_reported"], "every acknowledged document missing from the ledger answers 410"
     assert r["unresolved"] == 0 and r["drained"]
     assert set(r["errors"]) <= RETRY_LATER, r["errors"]
+    assert r["reconcile"]["unexplained"] == 0, "posray audit --reconcile: every mismatch is a known conflict"
 
 
 def test_a_foreign_ledger_writer_costs_the_colliding_sales_reported_and_the_shard_resumes(results):
@@ -54,6 +55,7 @@ def test_a_foreign_ledger_writer_costs_the_colliding_sales_reported_and_the_shar
     assert 0 < o["lost_reported"] <= FOREIGN_DOCUMENTS
     assert f["conflicts"] == o["lost_reported"] == r["released"], (f, o, r["released"])
     assert f["fences"] >= 1, "capture was fenced again above the foreign rows"
+    assert not r["reconcile"]["ok"] and r["reconcile"]["conflicts"] >= f["conflicts"]
 
 
 def test_a_flushed_store_reports_exactly_what_it_had_acknowledged_and_not_recorded(results):
