@@ -243,8 +243,8 @@ happens to the capture store (Redis/Valkey) or to the ledger behind its back:
    again (same code, `duplicate: true`), another document under a recorded counter gets 409, and
    an acknowledged one that was lost is captured again. One race is left: a document the
    LedgerWriter had read from the store before the loss and commits after the resend's check is
-   recorded a second time; `posray audit --reconcile` does not see it (the store's keys are
-   gone), the analytics' duplicate-counter check does.
+   recorded a second time; `posray audit --reconcile` lists such counters (it reads the entries
+   recorded since the fence that found the keys gone).
 
 The table above measures it: in every row *aliased* is 0 and every acknowledged sale is either
 recorded as sent or answered 410. *Recorded as sent*: the ledger holds, at the code's place, a

@@ -77,7 +77,11 @@ def _report(found, out) -> None:
         state = "released (lost)" if c.released else "UNRELEASED: recording of the shard is stopped"
         print(f"  shard {c.shard} seq {c.seq}: document {c.document_hash.hex()[:16]}… accepted "
               f"{c.accepted_at:%Y-%m-%d %H:%M:%S}, {state}", file=out)
-    shown = max(len(found.mismatches), len(found.losses), len(found.conflicts))
+    print(f"sales recorded twice (resent after the capture store lost its keys): {len(found.recorded_twice)}",
+          file=out)
+    for shard, terminal_id, counter, seqs in found.recorded_twice[:LISTED_MAX]:
+        print(f"  shard {shard}: {terminal_id} counter {counter} at seqs {', '.join(map(str, seqs))}", file=out)
+    shown = max(len(found.mismatches), len(found.losses), len(found.conflicts), len(found.recorded_twice))
     if shown > LISTED_MAX:
         print(f"(at most {LISTED_MAX} lines per section: --json lists them all)", file=out)
     verdict = "ok: every acknowledged document checked is in the ledger" if found.ok else \

@@ -154,6 +154,23 @@ class PgFences:
         return [Loss(r["shard"], r["epoch"], r["lost_from"], r["lost_to"], r["lost_exact"],
                      r["reason"], r["created_at"]) for r in rows]
 
+    async def recorded_twice(self) -> list[tuple[int, str, int, tuple[int, ...]]]:
+        """(shard, terminal, counter, seqs) of counters the ledger holds more than once, among the
+        documents recorded after a fence found its store without idempotency keys (the only way a
+        resend is captured twice). Reads only those recent entries and the terminal index.
+        """
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "WITH lost AS (SELECT shard, min(floor_seq) AS floor_seq FROM capture_fences"
+                "  WHERE keys_lost GROUP BY shard)"
+                " SELECT e.shard, e.terminal_id, e.counter,"
+                "  array_agg(DISTINCT d.seq ORDER BY d.seq) AS seqs"
+                " FROM lost JOIN ledger_entries e ON e.shard = lost.shard AND e.seq > lost.floor_seq"
+                " JOIN ledger_entries d ON d.terminal_id = e.terminal_id AND d.counter = e.counter"
+                " GROUP BY e.shard, e.terminal_id, e.counter HAVING count(DISTINCT d.seq) > 1"
+                " ORDER BY e.shard, e.terminal_id, e.counter")
+        return [(r["shard"], r["terminal_id"], r["counter"], tuple(r["seqs"])) for r in rows]
+
     async def add_conflicts(self, shard: int, found: list[tuple[int, bytes, bytes, int]]) -> None:
         """Write (seq, document hash, document, accepted_at_ms) of conflicting captured documents."""
         async with translated(), self._pool.acquire() as conn:

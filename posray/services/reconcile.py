@@ -59,10 +59,12 @@ class Reconciliation:
     mismatches: list[Mismatch] = field(default_factory=list)
     losses: list[Loss] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    # (shard, terminal, counter, seqs): one sale recorded more than once after a store lost its keys
+    recorded_twice: list[tuple[int, str, int, tuple[int, ...]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatches_total or self.losses or self.conflicts)
+        return not (self.mismatches_total or self.losses or self.conflicts or self.recorded_twice)
 
     def to_json(self) -> dict:
         return {
@@ -91,7 +93,8 @@ async def reconcile(keys: KeyPages, ledger: PgLedger, fences: PgFences, shards: 
     conflicts = [c for c in await fences.conflicts() if shards is None or c.shard in shards]
     known = {(c.shard, c.seq, c.document_hash): ("released" if c.released else "unreleased") for c in conflicts}
     found = Reconciliation(losses=[x for x in await fences.losses() if shards is None or x.shard in shards],
-                           conflicts=conflicts)
+                           conflicts=conflicts,
+                           recorded_twice=[d for d in await fences.recorded_twice() if shards is None or d[0] in shards])
     async for page in keys.pages(page_keys):
         by_shard: dict[int, list[CapturedKey]] = {}
         for key in page:

@@ -92,3 +92,28 @@ def test_a_store_that_lost_nothing_asks_the_ledger_nothing(redis_url, schema_dsn
     assert fence.keys_lost_at_ms is None and asked == {}
     assert after.keys_lost_at_ms is not None and after.epoch > fence.epoch
     assert list(late) == [(terminal_id, 1)], "issued before the loss: the ledger is asked, and holds it"
+
+
+def test_reconcile_lists_a_sale_recorded_twice_after_the_keys_were_lost(redis_url, schema_dsn, key_prefix, keys):
+    """The race left open: the store lost its keys while a sale was on its way; it got recorded twice."""
+    from posray.adapters.redis_idempotency import RedisIdempotencyKeys
+    from posray.services.reconcile import reconcile
+
+    terminal_id, shard = fresh_terminal()
+
+    async def main():
+        async with backends(redis_url, schema_dsn, key_prefix) as b:
+            sale = _doc(keys, terminal_id, 1)
+            await append_batch(b.capture, b.fences, keys, shard, [sale])
+            assert await b.record_all(shard, keys.code) == 1
+            clean = await reconcile(RedisIdempotencyKeys(b.redis, b.prefix), b.ledger, b.fence_ledger, {shard})
+            await _lose_store(b, shard)
+            await append_batch(b.capture, b.fences, keys, shard, [_doc(keys, terminal_id, 2)])  # re-fenced
+            await b.append(shard, int(time.time() * 1000), [sale])  # the race: captured past the check
+            assert await b.record_all(shard, keys.code) == 2
+            return clean, await reconcile(RedisIdempotencyKeys(b.redis, b.prefix), b.ledger, b.fence_ledger, {shard})
+
+    clean, found = asyncio.run(main())
+    assert clean.ok and clean.recorded_twice == []
+    assert not found.ok
+    assert found.recorded_twice == [(shard, terminal_id, 1, (1, 3))]
