@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from posray import ray_auth
 from posray.adapters.keyfile import KeyFileError, load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_audit import PgAuditSource
@@ -90,8 +91,9 @@ def _run_on_ray(plan: AuditPlan, shards: list[int], address: str | None, err) ->
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or plan.settings.ray_address or "local",
-                 namespace=plan.settings.ray_namespace)
+        address = address or plan.settings.ray_address or "local"
+        ray_auth.for_local_ray(address, plan.settings.data_dir)
+        ray.init(address=address, namespace=plan.settings.ray_namespace)
     try:
         task = ray.remote(num_cpus=1, max_retries=2)(audit_one)
         pending = {task.remote(plan, shard): shard for shard in shards}
