@@ -246,6 +246,13 @@ def cmd_status(args) -> int:
               f"{row.get('writer_error') or 'ok'}")
     totals = report["totals"]
     print(f"total captured {totals['captured']}, recorded {totals['recorded']}, backlog {totals['backlog']}")
+    for shard, row in sorted(report["shards"].items()):
+        if row["conflicts_unreleased"]:
+            print(f"shard {shard}: recording STOPPED by {row['conflicts_unreleased']} conflicting captured "
+                  f"document(s); see `posray audit --reconcile`, then `posray capture release {shard}`")
+        if row["lost_sequences"]:
+            print(f"shard {shard}: {row['lost_sequences']} acknowledged sequence(s) lost by a capture store "
+                  f"(answered 410; `posray capture status`)")
     return 0
 
 
