@@ -3,7 +3,7 @@
     posray analytics bench --documents 10000000 --out /tmp/bench
     ray job submit --working-dir . -- python -m jobs.bench --documents 10000000 --out /shared/bench
 
-When --snapshot holds no snapshot, it is generated first (posray.analytics.bulk: the snapshot's
+When --snapshot holds no snapshot, it is generated first (posray.synthetic.bulk: the snapshot's
 schema and layout, drawn straight to Parquet). The Ray engine runs one task per partition of
 days (posray.analytics.partial: partial aggregates in the task, merged in the driver), on the
 cluster at --address or RAY_ADDRESS, else on a private local Ray started before the timing (its
@@ -25,12 +25,13 @@ from pathlib import Path
 import polars as pl
 
 from posray import ray_auth
+from posray.adapters import parquet_snapshot
 from posray.analytics import partial
 from posray.analytics.bench import EnginesDisagree, PolarsEngine, check_agree, measure, snapshot_size, summarise, write_report
-from posray.analytics.bulk import read_manifest, write_bulk_snapshot
+from posray.synthetic.bulk import read_manifest, write_bulk_snapshot
 from posray.analytics.cli import bench_arguments, job_arguments, settings_for
-from posray.analytics.snapshot import read_watermark
-from posray.analytics.world import GeneratorConfig
+from posray.adapters.parquet_snapshot import read_watermark
+from posray.synthetic.world import GeneratorConfig
 
 ENGINES = ("ray", "polars", "duckdb")
 # A task reserves one CPU, so its Polars uses one thread (as Ray sets OMP_NUM_THREADS=1): tasks
@@ -48,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 def partition_results(snapshot_dir: str, days: list[str], marks: dict[int, int], report: str,
                       period: str = "month") -> dict[str, pl.DataFrame]:
     """The body of one Ray task: one partition's fiscal or retail partial aggregates."""
-    documents = partial.scan_partition(Path(snapshot_dir), "documents", days, marks)
+    documents = parquet_snapshot.scan_partition(Path(snapshot_dir), "documents", days, marks)
     if report == "fiscal":
         lazy = partial.fiscal_partials(documents, period)
     else:
-        lazy = partial.retail_partials(documents, partial.scan_partition(Path(snapshot_dir), "items", days, marks))
+        lazy = partial.retail_partials(documents, parquet_snapshot.scan_partition(Path(snapshot_dir), "items", days, marks))
     return dict(zip(lazy, pl.collect_all(list(lazy.values()))))
 
 
@@ -71,7 +72,7 @@ class RayEngine:
 
         self._ray = ray
         self._snapshot = str(snapshot_dir)
-        self.partitions = partial.partitions(snapshot_dir, tasks)
+        self.partitions = parquet_snapshot.partitions(snapshot_dir, tasks)
         self._marks = read_watermark(snapshot_dir)
         # Reads only: a task lost with its node is simply run again.
         self._task = ray.remote(max_retries=2, **TASK_OPTIONS)(_timed_partition)

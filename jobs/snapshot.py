@@ -31,14 +31,8 @@ from posray.adapters.pg import create_pool
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.analytics.cli import job_arguments, settings_for, snapshot_arguments
 from posray.progress import Progress
-from posray.analytics.snapshot import (
-    TABLES,
-    decode_page,
-    part_files,
-    part_path,
-    read_watermark,
-    write_watermark,
-)
+from posray.analytics.snapshot import TABLES, decode_page
+from posray.adapters.parquet_snapshot import part_files, part_path, read_watermark, write_watermark
 
 PAGE_ROWS_MAX = 1_000_000
 

@@ -20,7 +20,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from posray.analytics.partial import FISCAL, RETAIL, fiscal_results, retail_results
-from posray.analytics.snapshot import SCHEMAS, part_files, scan_table
+from posray.analytics.snapshot import SCHEMAS
+from posray.adapters.parquet_snapshot import part_files, scan_table
 
 REPORTS = ("fiscal", "retail")
 REL_TOL = 1e-9

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from posray.analytics.snapshot import read_watermark
+from posray.adapters.parquet_snapshot import read_watermark
 
 _SIGN = "(CASE type WHEN 'sale' THEN 1 WHEN 'refund' THEN -1 ELSE 0 END)"
 _SALE = "(CASE WHEN type = 'sale' THEN 1 ELSE 0 END)"

@@ -150,7 +150,8 @@ class JobInputs:
 
     def table(self, name: str):
         """A lazy scan of one snapshot table, restricted to the job's dates and merchants."""
-        from posray.analytics.snapshot import restrict, scan_table
+        from posray.analytics.snapshot import restrict
+        from posray.adapters.parquet_snapshot import scan_table
 
         a = self.args
         return restrict(scan_table(self.snapshot, name), a.since, a.until, a.merchant)
@@ -168,7 +169,7 @@ def cmd_generate(args) -> int:
     import asyncio
 
     from posray.adapters.pg import ensure_ledger
-    from posray.analytics.generator import GeneratorConfig, build_world
+    from posray.synthetic.generator import GeneratorConfig, build_world
     from posray.domain.errors import LedgerLive
     from posray.progress import Progress
     from posray.services.loading import load_into_ledger

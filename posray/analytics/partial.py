@@ -9,12 +9,9 @@ summation order). Partitions must not share a day: days counted per partition ar
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from posray.analytics import fiscal, retail
-from posray.analytics.snapshot import SCHEMAS, part_files, read_watermark, restrict
 
 FISCAL = ("totals", "vat_by_rate")
 RETAIL = ("revenue_by_hour", "revenue_by_day", "revenue_by_weekday", "top_products", "top_categories",
@@ -39,35 +36,6 @@ def retail_results(documents: pl.LazyFrame, items: pl.LazyFrame, top: int = 15) 
         "basket_values": retail.basket_values(documents, BASKET_BIN_MINOR),
         "basket_summary": retail.basket_summary(documents), "stores": retail.store_comparison(documents),
     }
-
-
-def partitions(snapshot_dir: Path, count: int) -> list[list[str]]:
-    """The snapshot's days (YYYY-MM-DD) in at most `count` runs of consecutive days of about
-    equal size on disk (documents and items files)."""
-    sizes: dict[str, int] = {}
-    for table in SCHEMAS:
-        for _, _, path in part_files(snapshot_dir, table):
-            day = path.parent.parent.name.split("=", 1)[1]
-            sizes[day] = sizes.get(day, 0) + path.stat().st_size
-    days, total = sorted(sizes), sum(sizes.values())
-    groups, current, filled = [], [], 0
-    for day in days:
-        current.append(day)
-        filled += sizes[day]
-        if filled >= total * (len(groups) + 1) / max(count, 1) and len(groups) < count - 1:
-            groups.append(current)
-            current = []
-    return groups + ([current] if current else [])
-
-
-def scan_partition(snapshot_dir: Path, table: str, days: list[str], marks: dict[int, int] | None = None,
-                   since=None, until=None, merchants=None) -> pl.LazyFrame:
-    """A lazy scan of `table`'s files of `days`, rows at or below the watermark (as scan_table)."""
-    marks = read_watermark(snapshot_dir) if marks is None else marks
-    paths = [str(Path(snapshot_dir) / table / f"day={day}" / "shard=*" / "part-*.parquet") for day in days]
-    frame = pl.scan_parquet(paths, hive_partitioning=False, schema=SCHEMAS[table])
-    limit = pl.col("shard").replace_strict(marks, default=-1, return_dtype=pl.Int64)
-    return restrict(frame.filter(pl.col("seq") <= limit), since, until, merchants)
 
 
 def fiscal_partials(documents: pl.LazyFrame, period: str = "month") -> dict[str, pl.LazyFrame]:

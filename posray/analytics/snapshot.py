@@ -1,20 +1,16 @@
-"""Columnar snapshots of the ledger: table schemas, decoding of ledger rows, layout and reading.
+"""Columnar snapshots of the ledger: table schemas, decoding of ledger rows, filters (no I/O).
 
 Two tables (docs/analytics.md): `documents`, one row per recorded document, and `items`, one
 row per line item. Files live under <dir>/<table>/day=YYYY-MM-DD/shard=N/ (day = the local
 date printed on the receipt) and are named part-<first seq>-<last seq>.parquet after the ledger
 page they come from; every column, shard and day included, is also inside the files. The
 watermark file records, per shard, the last sequence the snapshot holds; readers ignore rows
-beyond it (left by an interrupted export, which the next export removes).
+beyond it (left by an interrupted export, which the next export removes). Reading and writing
+the files is posray.adapters.parquet_snapshot.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from datetime import datetime, timezone
-from pathlib import Path
 
 import polars as pl
 
@@ -22,10 +18,7 @@ from posray.domain.errors import LedgerCorrupted
 from posray.domain.merkle import leaf_hash
 
 TABLES = ("documents", "items")
-WATERMARK_FILE = "_watermark.json"
-WATERMARK_FORMAT = 1
 RECORD_VERSIONS = (1, 2)  # posray.domain.chain: the layout is the same, only the code's rule differs
-_PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
 
 _VAT_LINE = pl.Struct({"rate_bp": pl.Int32, "gross_minor": pl.Int64, "vat_minor": pl.Int64})
 RECORD_DTYPE = pl.Struct({
@@ -163,68 +156,6 @@ def _when_columns() -> list[pl.Expr]:
         local.dt.date().alias("issued_local_date"),
         (local - pl.duration(minutes=offset_min)).dt.replace_time_zone("UTC").alias("issued_at"),
     ]
-
-
-def part_path(snapshot_dir: Path, table: str, day, shard: int, first_seq: int, last_seq: int) -> Path:
-    """Where the rows of one ledger page and one day go."""
-    return Path(snapshot_dir) / table / f"day={day}" / f"shard={shard}" / f"part-{first_seq:012d}-{last_seq:012d}.parquet"
-
-
-def part_files(snapshot_dir: Path, table: str) -> list[tuple[int, int, Path]]:
-    """(shard, first_seq, path) of every part file of `table`."""
-    found = []
-    for path in (Path(snapshot_dir) / table).glob("day=*/shard=*/part-*.parquet"):
-        match = _PART.match(path.name)
-        if match:
-            found.append((int(path.parent.name.split("=", 1)[1]), int(match.group(1)), path))
-    return found
-
-
-def read_watermark(snapshot_dir: Path) -> dict[int, int]:
-    """Per shard, the last ledger sequence the snapshot holds (empty for a new snapshot)."""
-    path = Path(snapshot_dir) / WATERMARK_FILE
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    if data.get("format") != WATERMARK_FORMAT:
-        raise ValueError(f"{path}: unknown watermark format {data.get('format')!r}")
-    return {int(shard): int(seq) for shard, seq in data["shards"].items()}
-
-
-def write_watermark(snapshot_dir: Path, shards: dict[int, int]) -> None:
-    """Replace the watermark atomically (write, fsync, rename, fsync the folder)."""
-    folder = Path(snapshot_dir)
-    tmp = folder / (WATERMARK_FILE + ".tmp")
-    body = {
-        "format": WATERMARK_FORMAT,
-        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "shards": {str(s): seq for s, seq in sorted(shards.items())},
-    }
-    with open(tmp, "w") as handle:
-        json.dump(body, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / WATERMARK_FILE)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def scan_table(snapshot_dir: Path, table: str) -> pl.LazyFrame:
-    """A lazy scan of one snapshot table, limited to rows at or below the watermark."""
-    if table not in SCHEMAS:
-        raise ValueError(f"unknown snapshot table {table!r}; expected one of {', '.join(TABLES)}")
-    marks = read_watermark(snapshot_dir)
-    if not marks or not part_files(snapshot_dir, table):
-        return pl.LazyFrame(schema=SCHEMAS[table])
-    frame = pl.scan_parquet(
-        str(Path(snapshot_dir) / table / "day=*" / "shard=*" / "part-*.parquet"),
-        hive_partitioning=False, schema=SCHEMAS[table],
-    )
-    limit = pl.col("shard").replace_strict(marks, default=-1, return_dtype=pl.Int64)
-    return frame.filter(pl.col("seq") <= limit)
 
 
 def restrict(frame: pl.LazyFrame, since=None, until=None, merchants=None) -> pl.LazyFrame:

@@ -27,7 +27,7 @@ from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_stream import StreamEntry
-from posray.analytics.generator import Accepted, GeneratorConfig, History, World, build_world
+from posray.synthetic.generator import Accepted, GeneratorConfig, History, World, build_world
 from posray.domain.codes import CodeKey
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.keys import terminal_key

@@ -22,8 +22,9 @@ from jobs import retail as retail_job
 from jobs.snapshot import export_snapshot
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_audit import PgAuditSource
-from posray.analytics.generator import GeneratorConfig, build_world, load_into_ledger
-from posray.analytics.snapshot import part_files, read_watermark, scan_table
+from posray.services.loading import load_into_ledger
+from posray.synthetic.generator import GeneratorConfig, build_world
+from posray.adapters.parquet_snapshot import part_files, read_watermark, scan_table
 from posray.domain.note import NoteSigner, NoteVerifier
 from posray.services.audit import audit_shard
 from posray.settings import Settings

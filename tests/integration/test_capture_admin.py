@@ -18,7 +18,8 @@ from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.adapters.redis_keys import fence_key
 from posray.adapters.redis_stream import StreamEntry
-from posray.analytics.generator import GeneratorConfig, load_into_ledger
+from posray.services.loading import load_into_ledger
+from posray.synthetic.generator import GeneratorConfig
 from posray.cli import main
 from posray.domain.errors import LedgerConflict, LedgerLive, NotFenced, ReceiptLost
 from posray.domain.keys import terminal_key

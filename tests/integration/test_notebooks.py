@@ -18,7 +18,8 @@ from nbclient import NotebookClient
 
 from jobs.snapshot import export_snapshot
 from posray.analytics.cli import MERCHANTS_FILE, write_merchants
-from posray.analytics.generator import GeneratorConfig, build_world, load_into_ledger
+from posray.services.loading import load_into_ledger
+from posray.synthetic.generator import GeneratorConfig, build_world
 from posray.settings import Settings
 from tests.conftest import private_database
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 import polars as pl
 
 from posray.adapters.pg_snapshot import LedgerPage
-from posray.analytics.generator import GeneratorConfig, History, build_world
+from posray.synthetic.generator import GeneratorConfig, History, build_world
 from posray.analytics.snapshot import decode_page
 from posray.domain.chain import record_bytes
 from posray.domain.codes import CodeKey
@@ -49,7 +49,7 @@ def generated(config: GeneratorConfig) -> tuple[History, pl.DataFrame, pl.DataFr
 
 def write_snapshot(folder, config: GeneratorConfig) -> History:
     """A snapshot folder (part files and watermark, as the export writes them) of `config`'s history."""
-    from posray.analytics.snapshot import part_path, write_watermark
+    from posray.adapters.parquet_snapshot import part_path, write_watermark
 
     history, documents, items = generated(config)
     marks = {}

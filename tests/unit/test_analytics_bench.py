@@ -9,10 +9,11 @@ from datetime import date
 import polars as pl
 import pytest
 
+from posray.adapters import parquet_snapshot
 from posray.analytics import partial
 from posray.analytics.bench import EnginesDisagree, PolarsEngine, check_agree, snapshot_size, summarise, write_report
-from posray.analytics.bulk import write_bulk_snapshot
-from posray.analytics.world import GeneratorConfig
+from posray.synthetic.bulk import write_bulk_snapshot
+from posray.synthetic.world import GeneratorConfig
 from posray.cli import build_parser
 
 CONFIG = GeneratorConfig(seed=5, merchants=12, start=date(2026, 3, 23), days=21, documents=8000, shard_count=4,
@@ -34,9 +35,9 @@ def reference(snapshot):
 
 def merged(snapshot, count: int, period: str = "month", top: int = 15):
     fiscal_parts, retail_parts = [], []
-    for days in partial.partitions(snapshot, count):
-        documents = partial.scan_partition(snapshot, "documents", days)
-        items = partial.scan_partition(snapshot, "items", days)
+    for days in parquet_snapshot.partitions(snapshot, count):
+        documents = parquet_snapshot.scan_partition(snapshot, "documents", days)
+        items = parquet_snapshot.scan_partition(snapshot, "items", days)
         for lazy, into in ((partial.fiscal_partials(documents, period), fiscal_parts),
                            (partial.retail_partials(documents, items), retail_parts)):
             into.append(dict(zip(lazy, pl.collect_all(list(lazy.values())))))
@@ -45,12 +46,12 @@ def merged(snapshot, count: int, period: str = "month", top: int = 15):
 
 class TestPartitions:
     def test_partitions_are_runs_of_consecutive_days_covering_every_day_once(self, snapshot):
-        groups = partial.partitions(snapshot, 4)
+        groups = parquet_snapshot.partitions(snapshot, 4)
         days = [d for g in groups for d in g]
         assert len(groups) == 4 and days == sorted(set(days)) and len(days) == CONFIG.days
 
     def test_more_partitions_than_days_gives_one_day_each(self, snapshot):
-        assert [len(g) for g in partial.partitions(snapshot, 100)] == [1] * CONFIG.days
+        assert [len(g) for g in parquet_snapshot.partitions(snapshot, 100)] == [1] * CONFIG.days
 
 
 class TestMerge:
@@ -66,9 +67,9 @@ class TestMerge:
         check_agree(dict(zip(whole, pl.collect_all(list(whole.values())))), merged(snapshot, 5, "week", 40), "week")
 
     def test_partitions_sharing_a_day_are_refused(self, snapshot):
-        days = partial.partitions(snapshot, 1)[0][:2]
-        lazy = partial.retail_partials(partial.scan_partition(snapshot, "documents", days),
-                                       partial.scan_partition(snapshot, "items", days))
+        days = parquet_snapshot.partitions(snapshot, 1)[0][:2]
+        lazy = partial.retail_partials(parquet_snapshot.scan_partition(snapshot, "documents", days),
+                                       parquet_snapshot.scan_partition(snapshot, "items", days))
         part = dict(zip(lazy, pl.collect_all(list(lazy.values()))))
         with pytest.raises(ValueError, match="share a day"):
             partial.merge_retail([part, part])

@@ -8,15 +8,10 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
-from posray.analytics.bulk import read_manifest, write_bulk_snapshot
-from posray.analytics.snapshot import (
-    DOCUMENTS_SCHEMA,
-    ITEMS_SCHEMA,
-    part_files,
-    read_watermark,
-    scan_table,
-)
-from posray.analytics.world import GeneratorConfig, build_world
+from posray.synthetic.bulk import read_manifest, write_bulk_snapshot
+from posray.analytics.snapshot import DOCUMENTS_SCHEMA, ITEMS_SCHEMA
+from posray.adapters.parquet_snapshot import part_files, read_watermark, scan_table
+from posray.synthetic.world import GeneratorConfig, build_world
 from posray.domain.codes import CodeKey, legacy_code
 from tests.unit.analytics_generated import generated
 

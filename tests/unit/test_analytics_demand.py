@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from posray.analytics import demand
-from posray.analytics.generator import GeneratorConfig
+from posray.synthetic.generator import GeneratorConfig
 from tests.unit.analytics_frames import items
 from tests.unit.analytics_generated import generated
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from posray.analytics import charts, demand, demand_charts, integrity, integrity_charts
-from posray.analytics.generator import GeneratorConfig
+from posray.synthetic.generator import GeneratorConfig
 from tests.unit.analytics_generated import generated, merchant_kinds
 
 CONFIG = GeneratorConfig(seed=3, merchants=12, start=date(2026, 3, 2), days=14, documents=4000, shard_count=4)

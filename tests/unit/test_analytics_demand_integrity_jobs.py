@@ -11,7 +11,7 @@ import pytest
 from jobs import demand as demand_job
 from jobs import integrity as integrity_job
 from posray.analytics.cli import MERCHANTS_FILE, read_merchants, write_merchants
-from posray.analytics.generator import GeneratorConfig, build_world
+from posray.synthetic.generator import GeneratorConfig, build_world
 from posray.cli import build_parser
 from tests.unit.analytics_generated import write_snapshot
 

@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from posray.analytics.catalogue import KINDS
-from posray.analytics.generator import (
+from posray.synthetic.catalogue import KINDS
+from posray.synthetic.generator import (
     REFUND_HEAVY_RATE,
     GeneratorConfig,
     History,

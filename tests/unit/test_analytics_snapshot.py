@@ -8,17 +8,8 @@ import polars as pl
 import pytest
 
 from posray.adapters.pg_snapshot import LedgerPage
-from posray.analytics.snapshot import (
-    DOCUMENTS_SCHEMA,
-    ITEMS_SCHEMA,
-    decode_page,
-    part_files,
-    part_path,
-    read_watermark,
-    restrict,
-    scan_table,
-    write_watermark,
-)
+from posray.analytics.snapshot import DOCUMENTS_SCHEMA, ITEMS_SCHEMA, decode_page, restrict
+from posray.adapters.parquet_snapshot import part_files, part_path, read_watermark, scan_table, write_watermark
 from posray.domain.chain import record_bytes
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.merkle import leaf_hash

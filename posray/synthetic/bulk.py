@@ -1,11 +1,11 @@
 """A generated world's snapshot tables drawn with numpy and written straight to Parquet, for benchmarks at scale.
 
-posray.analytics.generator writes ~8,000 signed documents/s through the ledger: ten million take
-half an hour. This draws the same world (posray.analytics.world, the catalogues) with the same
+posray.synthetic.generator writes ~8,000 signed documents/s through the ledger: ten million take
+half an hour. This draws the same world (posray.synthetic.world, the catalogues) with the same
 habits (volume per terminal and weekday, opening hours and intraday peaks, baskets by popularity
 with merged repeats, weighed goods, cash/mobile/card by amount, vouchers, refunds of all or one
 line of an earlier sale, small corrections), one day and merchant kind at a time, as arrays
-(posray.analytics.bulk_draw); numbers them as the ledger would (counters per terminal, sequences
+(posray.synthetic.bulk_draw); numbers them as the ledger would (counters per terminal, sequences
 and batches per shard in acceptance order); and writes the `documents` and `items` tables with
 the snapshot's exact schema and layout, one part file per day and shard, as a snapshot exported
 once a day would hold them, plus the watermark.
@@ -28,10 +28,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from posray.analytics.bulk_draw import Catalogue, concat, draw_kind_day, half_up_div, ragged_arange
-from posray.analytics.catalogue import KINDS
-from posray.analytics.snapshot import DOCUMENTS_SCHEMA, ITEMS_SCHEMA, part_path, write_watermark
-from posray.analytics.world import GeneratorConfig, World, build_world, utc_offset_min
+from posray.synthetic.bulk_draw import Catalogue, concat, draw_kind_day, half_up_div, ragged_arange
+from posray.synthetic.catalogue import KINDS
+from posray.analytics.snapshot import DOCUMENTS_SCHEMA, ITEMS_SCHEMA
+from posray.adapters.parquet_snapshot import part_path, write_watermark
+from posray.synthetic.world import GeneratorConfig, World, build_world, utc_offset_min
 
 TYPES = ("sale", "refund", "correction")
 METHODS = ("cash", "mobile", "card")

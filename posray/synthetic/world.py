@@ -1,7 +1,7 @@
 """The retail world the generator draws: merchants of several kinds, their stores and terminals.
 
 Everything derives from GeneratorConfig.seed, so the same configuration always builds the same
-world; the generator (posray.analytics.generator) draws the documents of its terminals.
+world; the generator (posray.synthetic.generator) draws the documents of its terminals.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from posray.analytics.catalogue import KINDS, Kind
+from posray.synthetic.catalogue import KINDS, Kind
 from posray.domain.transaction import shard_of
 
 _SURNAMES = ("Huber", "Gruber", "Wagner", "Bauer", "Pichler", "Steiner", "Moser", "Mayer",

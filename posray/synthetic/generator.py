@@ -6,7 +6,7 @@ given their receipt code, so that refunds can name the sale they refer to. The s
 and window always give the same documents. Nothing here does I/O: the loader that writes a
 history through the ledger-writing code path is posray.services.loading.
 
-The world itself (merchants, stores, terminals) is posray.analytics.world; its names are
+The world itself (merchants, stores, terminals) is posray.synthetic.world; its names are
 re-exported here. Planted anomalies (World.planted, details in History.anomalies once iterated): a terminal that
 skips counters, one with an abnormal refund ratio, one offline for days that uploads its
 backlog late, one that issues duplicate-looking receipts within a minute.
@@ -23,8 +23,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from posray.analytics.catalogue import Kind, Product
-from posray.analytics.world import (
+from posray.synthetic.catalogue import Kind, Product
+from posray.synthetic.world import (
     GeneratorConfig,
     Merchant,
     Planted,
@@ -46,7 +46,7 @@ from posray.domain.transaction import (
 from posray.wire import validate_document
 
 __all__ = ["Accepted", "GeneratorConfig", "History", "Merchant", "Planted", "TerminalSpec", "World", "build_world",
-           "load_into_ledger", "utc_offset_min"]
+           "utc_offset_min"]
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _RECENT_SALES_MAX = 64
 REFUND_HEAVY_RATE = 0.25
@@ -314,14 +314,3 @@ def _minute_cdf(kind: Kind, weekday: int) -> np.ndarray:
 def _local_ms(day: date, sec: int) -> int:
     """Milliseconds of local wall time `day` + `sec` read as if it were UTC."""
     return ((day.toordinal() - _EPOCH_ORDINAL) * 86400 + sec) * 1000
-
-
-def load_into_ledger(dsn: str, seed_file, config: GeneratorConfig | None = None, **options):
-    """Generate a history and record it in the ledger; see posray.services.loading.
-
-    The I/O lives in the services layer (this package does none); this forwards so that
-    callers find the loader next to the generator.
-    """
-    from posray.services.loading import load_into_ledger as load
-
-    return load(dsn, seed_file, config or GeneratorConfig(), **options)

@@ -1,6 +1,6 @@
 """The kinds of merchants the data generator knows: products, VAT rates, hours and habits.
 
-Plain data, no randomness: posray.analytics.generator draws a world and its documents from it.
+Plain data, no randomness: posray.synthetic.generator draws a world and its documents from it.
 Prices are EUR cents; weighed products are priced per kilogram (qty_milli = grams). VAT rates
 are those of posray's default rules (0, 5, 10, 13 and 20 %).
 """

@@ -1,6 +1,6 @@
-"""Vectorised draws of one merchant kind's documents for one day, the arrays behind posray.analytics.bulk.
+"""Vectorised draws of one merchant kind's documents for one day, the arrays behind posray.synthetic.bulk.
 
-The same habits as posray.analytics.generator (baskets by popularity with repeats merged,
+The same habits as posray.synthetic.generator (baskets by popularity with repeats merged,
 weighed goods, cash/mobile/card by amount, vouchers, refunds of all or one line, repriced
 corrections, intraday peaks), drawn for every terminal of a kind at once with numpy. Documents
 and their lines are dicts of equally long arrays; a line names its document by index.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from posray.analytics.catalogue import Kind
-from posray.analytics.generator import _minute_cdf
+from posray.synthetic.catalogue import Kind
+from posray.synthetic.generator import _minute_cdf
 
 _PIECES_MILLI = np.array([1, 1, 1, 1, 2, 2, 3]) * 1000
 _VOUCHERS = np.array([500, 1000, 2000])
