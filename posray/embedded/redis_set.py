@@ -11,6 +11,7 @@ it wrote, or a restarted node would claim a role the set took away from it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ from posray.embedded.common import (
     _choose_port,
     _load_state,
     _locked,
+    _read_pid,
     _save_state,
     _startup_error,
     _terminate,
@@ -117,6 +119,8 @@ class ReplicatedRedis:
         Raises:
             EmbeddedError: no sentinel answers, or they do not agree yet.
         """
+        if not self.sentinel_dirs:  # a set without sentinels never fails over
+            return self._port(self.node_dirs[0])
         named = []
         for _, port in self.sentinel_addresses:
             reply = _try_command(port, "SENTINEL", "get-master-addr-by-name", self.master)
@@ -140,6 +144,20 @@ class ReplicatedRedis:
         info = _redis_running(folder)
         if info is not None and info.pid and _alive(info.pid):
             _terminate(info.pid, signal.SIGKILL, _REAP_WAIT_S)
+
+    def pause(self, folder: Path) -> None:
+        """SIGSTOP a member: its links stay open but it answers nothing (a lagging replica)."""
+        self._signal(folder, signal.SIGSTOP)
+
+    def resume(self, folder: Path) -> None:
+        """SIGCONT a paused member."""
+        self._signal(folder, signal.SIGCONT)
+
+    def _signal(self, folder: Path, sig: int) -> None:
+        pid = _read_pid(folder / "redis.pid")
+        if pid is None or not _alive(pid):
+            raise EmbeddedError(f"no running member in {folder}")
+        os.kill(pid, sig)
 
     def kill_primary(self) -> int:
         """kill -9 the current primary; returns the port it listened on."""
