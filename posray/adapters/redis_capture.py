@@ -15,7 +15,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from posray.adapters.redis_client import connect  # noqa: F401  (callers import it from here)
 from posray.adapters.redis_keys import fence_key, idem_key, recorded_key, seq_key, stream_key
-from posray.domain.errors import NotFenced, Overloaded, Unavailable
+from posray.domain.errors import NotFenced, Overloaded, StoreRestarted, Unavailable
 from posray.domain.fence import Fence, StoreState
 from posray.domain.transaction import Submission
 
@@ -103,7 +103,8 @@ class RedisCapture:
         Raises:
             Overloaded: the shard's backlog would exceed its maximum.
             NotFenced: the store does not carry `fence` (flushed, restored, restarted, failed
-                over, or fenced by another writer); nothing was written.
+                over, or fenced by another writer); nothing was written. StoreRestarted when
+                its scripts are gone: it restarted or failed over, every shard is suspect.
             Unavailable: Redis cannot be reached or refused the write; or, with replicas_min,
                 fewer replicas than that confirmed the write within the timeout (the documents
                 are captured: a resend returns the same sequences once they are replicated).
@@ -176,7 +177,7 @@ class RedisCapture:
         # Scripts are neither persisted nor replicated: the store restarted, failed over or
         # was flushed of scripts. Whatever it kept must be checked against the ledger again.
         self._sha = None
-        raise NotFenced("the capture store restarted or failed over (its scripts are gone)", 1) from None
+        raise StoreRestarted("the capture store restarted or failed over (its scripts are gone)", 1) from None
 
     def _check_replicated(self, shard: int, replicated: list) -> None:
         """Raise Unavailable unless WAITAOF saw the local AOF and replicas_min replicas' AOFs."""

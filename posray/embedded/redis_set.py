@@ -283,6 +283,20 @@ def start_member(folder: Path, conf_lines, daemon: bool, binary: Path | None = N
         return _redis_info(folder, port, pid)
 
 
+def start_replicated(root: Path, replicas: int = 1, master: str = MASTER_NAME) -> ReplicatedRedis:
+    """Start (or find) the daemons of a replicated set under root, for `posray up --replicated`.
+
+    A primary is declared down after 5 s without answers (a laptop's hiccup is not a failover).
+
+    Raises:
+        EmbeddedError: a member did not start, or the set was not ready in time.
+    """
+    rs = ReplicatedRedis(root, replicas=replicas, master=master, down_after_ms=5000,
+                         failover_timeout_ms=30000, daemon=True)
+    rs.start(ready_timeout_s=60)
+    return rs
+
+
 def stop_replicated(root: Path) -> bool:
     """Stop every member under root (sentinels first); True if any was running."""
     root = Path(root).resolve()

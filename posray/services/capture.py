@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended, RedisCapture
 from posray.domain.codes import display_code, make_code
-from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, Unavailable
+from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, StoreRestarted, Unavailable
 from posray.domain.keys import OperatorKeys, fiscal_sign
 from posray.domain.transaction import Submission, utc_iso_ms
 from posray.services.fencing import ShardFences
@@ -122,6 +122,8 @@ async def _append_fenced(
         try:
             outcome = await capture.append(shard, now_ms, submissions, fence)
         except NotFenced as e:
+            if isinstance(e, StoreRestarted):  # every shard's fence is suspect, not only this one
+                fences.suspect_all()
             fence = await fences.refence(shard, fence, str(e))
             continue
         if isinstance(outcome, int):  # the reservation is used up: extend it, call again

@@ -136,6 +136,7 @@ class TestSentinelFailover:
         self, schema_dsn, key_prefix, keys
     ):
         terminal_id, shard = fresh_terminal()
+        other_terminal, other_shard = fresh_terminal()
         with ReplicatedRedis(replicas=1, sentinels=3, down_after_ms=1000, failover_timeout_ms=3000) as rs:
             settings = Settings(key_prefix=key_prefix, **rs.settings_changes(replicas_min=1))
 
@@ -147,6 +148,8 @@ class TestSentinelFailover:
                     for counter in range(1, 41, 4):
                         acked += await append_batch(b.capture, b.fences, keys, shard,
                                                     _subs(keys, terminal_id, range(counter, counter + 4)))
+                    acked_other = await append_batch(b.capture, b.fences, keys, other_shard,
+                                                     _subs(keys, other_terminal, range(1, 4)))
                     old = rs.kill_primary()
                     killed_at = time.monotonic()
                     new = rs.wait_promoted(old)
@@ -155,18 +158,31 @@ class TestSentinelFailover:
                     rs.restart(rs.node_of(old))  # it rejoins as the new primary's replica
                     after = await _send_until_acked(b, keys, shard, _subs(keys, terminal_id, range(41, 45)))
                     recovered_s = time.monotonic() - killed_at
-                    stores = await b.pool.fetch(
-                        "SELECT DISTINCT store FROM capture_fences WHERE shard = $1", shard)
+                    # The other shard's fence came through the failover intact, yet the store is
+                    # suspect: its next capture fences it again before capturing.
+                    after_other = await _send_until_acked(b, keys, other_shard,
+                                                          _subs(keys, other_terminal, range(4, 6)))
+                    fences = await b.pool.fetch(
+                        "SELECT shard, epoch, store FROM capture_fences WHERE shard = ANY($1) "
+                        "ORDER BY shard, epoch", [shard, other_shard])
                     recorded = await b.record_all(shard, keys.code)
-                    return acked, on_new, after, stores, b.fences.losses, recorded, promoted_s, recovered_s
+                    return (acked, acked_other, on_new, after, after_other, fences, b.fences.losses,
+                            recorded, promoted_s, recovered_s)
 
-            acked, on_new, after, stores, losses, recorded, promoted_s, recovered_s = asyncio.run(main())
+            (acked, acked_other, on_new, after, after_other, fences, losses, recorded,
+             promoted_s, recovered_s) = asyncio.run(main())
         print(f"\nfailover: promoted {promoted_s:.1f} s after kill -9, capture acknowledged again "
               f"{recovered_s:.1f} s after it")
         assert {a.seq for a in acked} <= on_new  # every acknowledged document survived: 0 lost
         # Captured once on the new primary (refused while it had no replica, then resent).
         assert [a.seq for a in after] == list(range(41, 45))
-        assert [r["store"] for r in stores] == [settings.capture_store_id]
+        assert [a.seq for a in acked_other + after_other] == [1, 2, 3, 4, 5]
+        # Both shards fenced again (at least once: a failover can show the client a scriptless
+        # primary twice), under the same store and without any loss.
+        for s in (shard, other_shard):
+            epochs = [r["epoch"] for r in fences if r["shard"] == s]
+            assert len(epochs) >= 2 and epochs == list(range(1, len(epochs) + 1))
+        assert {r["store"] for r in fences} == {settings.capture_store_id}
         assert losses == []
         assert recorded == 44
 
