@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,12 +37,13 @@ from posray.embedded.common import (
     _wait_for,
     redis_binary,
 )
+from posray.embedded.resp import pairs as _pairs, role as _role
+from posray.embedded.resp import try_command as _try_command, try_commands as _try_commands
 from posray.embedded.redis_server import (
     _quote, _redis_info, _redis_running, _wait_redis_ready, stop_redis,
 )
 
 MASTER_NAME = "posray"
-_IO_TIMEOUT_S = 1.0
 
 
 class ReplicatedRedis:
@@ -319,67 +319,3 @@ def _spawn(binary: Path, conf: Path, folder: Path, daemon: bool, sentinel: bool)
     if daemon and proc.wait(_REDIS_READY_S) != 0:
         raise _startup_error("redis", folder / "redis.log", f"exit code {proc.returncode}")
     return proc
-
-
-# ---------------------------------------------------------------------- a minimal RESP client
-
-
-def _role(port: int) -> str | None:
-    reply = _try_command(port, "ROLE")
-    return reply[0] if isinstance(reply, list) and reply else None
-
-
-def _pairs(reply) -> dict:
-    if not isinstance(reply, list):
-        return {}
-    return dict(zip(reply[0::2], reply[1::2]))
-
-
-def _try_command(port: int, *args: str):
-    """One command's reply (strings decoded), or None when the server does not answer."""
-    return _try_commands(port, args)
-
-
-def _try_commands(port: int, *commands: tuple[str, ...]):
-    """The last reply of `commands`, sent in order on one connection (None on any failure).
-
-    One connection matters for WAITAOF: it waits for the offset of its own connection's writes.
-    """
-    try:
-        with socket.create_connection((_HOST, port), timeout=_IO_TIMEOUT_S) as sock:
-            stream = sock.makefile("rb")
-            reply = None
-            for args in commands:
-                sock.sendall(_encode(*args))
-                reply = _read(stream)
-            return reply
-    except (OSError, EmbeddedError, ValueError):
-        return None
-
-
-def _encode(*args: str) -> bytes:
-    out = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _read(stream):
-    line = stream.readline()
-    if not line.endswith(b"\r\n"):
-        raise EmbeddedError("connection closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise EmbeddedError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else stream.read(n + 2)[:-2].decode(errors="replace")
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read(stream) for _ in range(n)]
-    raise EmbeddedError(f"unexpected reply {line!r}")
