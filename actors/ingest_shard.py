@@ -58,7 +58,8 @@ class IngestShard:
                 await pool.close()
                 raise
             s = self._settings
-            self._fences = ShardFences(self._capture, PgFences(pool), s.capture_store_id, s.capture_reservation)
+            self._fences = ShardFences(self._capture, PgFences(pool), s.capture_store_id, s.capture_reservation,
+                                       keys_ttl_s=s.idempotency_ttl_s)
         for shard in self._shards:
             await self._fences.ensure(shard)
 

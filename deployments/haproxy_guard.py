@@ -89,3 +89,31 @@ def main(real_binary: str, args: list[str]) -> None:
             handle.write(text)
         args[index] = str(target)
     os.execv(real_binary, [real_binary, *args])
+
+
+INSTALLED_NAME = "haproxy"
+
+
+def install(folder: Path, real_binary: str | None = None) -> Path:
+    """What a cluster node's setup runs: the guarded HAProxy launcher in `folder` (mode 700).
+
+    Nodes started by `ray start` (cluster.yaml) point RAY_SERVE_HAPROXY_BINARY_PATH at it, as
+    `posray up` does for a local head.
+    """
+    if real_binary is None:
+        from deployments.launcher import _bundled_haproxy
+
+        real_binary = _bundled_haproxy()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return write_launcher(folder, real_binary)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="install the guarded HAProxy launcher Serve runs")
+    parser.add_argument("command", choices=["install"])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--real", help="the real HAProxy binary (default: the one ray[serve] ships)")
+    options = parser.parse_args()
+    print(install(options.folder, options.real))

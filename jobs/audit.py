@@ -16,12 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 
+from posray import ray_auth
 from posray.adapters.keyfile import KeyFileError, load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_audit import PgAuditSource
 from posray.audit_cli import add_arguments
 from posray.domain.errors import PosrayError, Unavailable
 from posray.domain.note import NoteError, NoteSigner, NoteVerifier
+from posray.locate import NoDeployment
 from posray.progress import Progress
 from posray.services.audit import ShardAudit, audit_shard
 from posray.settings import Settings, SettingsError
@@ -89,8 +91,9 @@ def _run_on_ray(plan: AuditPlan, shards: list[int], address: str | None, err) ->
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or plan.settings.ray_address or "local",
-                 namespace=plan.settings.ray_namespace)
+        address = address or plan.settings.ray_address or "local"
+        ray_auth.for_local_ray(address, plan.settings.data_dir)
+        ray.init(address=address, namespace=plan.settings.ray_namespace)
     try:
         task = ray.remote(num_cpus=1, max_retries=2)(audit_one)
         pending = {task.remote(plan, shard): shard for shard in shards}
@@ -124,6 +127,10 @@ def _plan(settings: Settings, args) -> AuditPlan:
 def run_audit(settings: Settings, args, out=None, err=None) -> int:
     """Audit the shards `args` name (all by default); print the report; 0 ok, 1 divergence, 2 unusable."""
     out, err = out or sys.stdout, err or sys.stderr
+    if getattr(args, "reconcile", False):
+        from posray.reconcile_cli import run_reconcile
+
+        return run_reconcile(settings, args, out, err)
     if settings.pg_dsn is None:
         print("posray audit: no ledger configured (POSRAY_PG_DSN, or run `posray up`)", file=err)
         return 2
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run_audit(Settings.from_env(), args)
-    except SettingsError as e:
+    except (SettingsError, NoDeployment) as e:
         print(f"posray audit: {e}", file=sys.stderr)
         return 2
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from posray import ray_auth
 from posray.analytics import partial
 from posray.analytics.bench import EnginesDisagree, PolarsEngine, check_agree, measure, snapshot_size, summarise, write_report
 from posray.analytics.bulk import read_manifest, write_bulk_snapshot
@@ -110,6 +111,7 @@ def start_ray(address: str | None) -> tuple[bool, float, int]:
             # DuckDB engines run in this process at nice 0; on a shared machine the benchmark
             # would then compare priorities, not engines. On a dedicated node it makes no difference.
             os.environ.setdefault("RAY_worker_niceness", "0")
+        ray_auth.for_local_ray(address)
         ray.init(address=address, log_to_driver=False, **options)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     warm = ray.remote(**TASK_OPTIONS)(_warm_up)

@@ -26,6 +26,7 @@ from typing import Callable
 
 import polars as pl
 
+from posray import ray_auth
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.analytics.cli import job_arguments, settings_for, snapshot_arguments
@@ -217,6 +218,7 @@ def _export_with_ray(address, dsn, snapshot_dir, todo, page_rows, tracker: _Trac
 
     connected_here = not ray.is_initialized()
     if connected_here:
+        ray_auth.for_local_ray(address)
         ray.init(address=address, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1, max_retries=2)(export_shard)

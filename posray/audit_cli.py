@@ -2,6 +2,8 @@
 
 The work itself is the Ray job jobs.audit, imported only when the command runs, so the rest of
 the CLI never imports Ray; without --ray or a Ray address the job runs in this process.
+`posray audit --reconcile` checks the capture store against the ledger instead
+(posray/reconcile_cli.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="the operator's note verifier key, for auditors without the seed "
                                       "(receipt codes are then not recomputed)")
     parser.add_argument("--page-rows", type=int, default=5000, help="ledger rows read per query")
+    parser.add_argument("--reconcile", action="store_true",
+                        help="instead of the hash audit: check the capture store's idempotency keys against "
+                             "the ledger and list fence losses and conflicts; exit 1 if any receipt was lost")
+    parser.add_argument("--scan-count", type=int, default=1000,
+                        help="with --reconcile: keys per Redis SCAN page (bounds each Redis call)")
 
 
 def add_parser(subparsers) -> None:

@@ -1,4 +1,4 @@
-"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token, merchants, serve-config.
+"""The `posray` command: up, down, status, demo, terminals (add, import, revoke), token, merchants, capture, serve-config.
 
 Ray is imported only by the commands that need it (through deployments.launcher), so the
 operator's terminal commands work without Ray installed on the operator's machine. Every
@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     from posray.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+    from posray.capture_cli import add_parser as add_capture_parser
+
+    add_capture_parser(sub)
     from posray.analytics.cli import add_parser as add_analytics_parser
 
     add_analytics_parser(sub)
@@ -398,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command_name(args) -> str:
     """`status`, `merchants token`, `analytics fiscal`: the words the operator typed."""
     words = [args.command]
-    for name in ("action", "merchant_action", "analytics_command", "lottery_action"):
+    for name in ("action", "merchant_action", "analytics_command", "lottery_action", "capture_action"):
         if isinstance(getattr(args, name, None), str):
             words.append(getattr(args, name))
     return " ".join(words)

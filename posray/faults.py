@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from posray import faults_fencing as fencing
 from posray.faults_load import LoadProcess, Stream, resend, unacknowledged
 from posray.faults_stack import FaultStack
 
@@ -26,6 +27,11 @@ class Scenario:
     inject: Callable[[FaultStack], str]
     away_s: float = 0.0
     restore: Callable[[FaultStack], str] | None = None
+    # The fault can destroy acknowledged documents (a store flushed, rewound, written behind its
+    # back): each must then be reported lost (410), never resolve to another sale.
+    may_lose: bool = False
+    # An operator answers the conflict alarm: `posray capture release` (every second here).
+    operator_releases: bool = False
 
 
 def _kill_actor(kind: str) -> Callable[[FaultStack], str]:
@@ -69,7 +75,20 @@ SCENARIOS = {
     "redis-restart": Scenario("redis-restart", "kill -9 Redis, restart from AOF", _kill_redis, 5.0,
                               _start_redis),
     "pg-restart": Scenario("pg-restart", "stop + start PostgreSQL", _stop_pg, 10.0, _start_pg),
+    "ledger-foreign": Scenario("ledger-foreign", "ledger written behind capture's back",
+                               fencing.foreign_writer, may_lose=True, operator_releases=True),
+    "redis-flush": Scenario("redis-flush", "FLUSHALL on the capture store, ledger behind",
+                            fencing.flush_store, 2.0, fencing.start_pg, may_lose=True,
+                            operator_releases=True),
+    "redis-rewind": Scenario("redis-rewind", "capture store restored from an older AOF",
+                             fencing.snapshot_aof, 3.0, fencing.restore_old_aof, may_lose=True,
+                             operator_releases=True),
+    "second-deployment": Scenario("second-deployment", "a second deployment's Redis on the same PostgreSQL",
+                                  fencing.second_deployment),
+    "forged-entry": Scenario("forged-entry", "forged stream entry at a recorded seq", fencing.forge_entry,
+                             operator_releases=True),
 }
+FENCING = ("ledger-foreign", "redis-flush", "redis-rewind", "second-deployment", "forged-entry")
 
 
 async def run_scenario(stack: FaultStack, scenario: Scenario, say=print) -> dict:
@@ -79,10 +98,13 @@ async def run_scenario(stack: FaultStack, scenario: Scenario, say=print) -> dict
     await stack.wait_drained(o.drain_timeout_s)
     streams = stack.streams()
     first_doc = streams[0].builder.first_doc
+    fences_before = await stack.fence_summary()
     load = LoadProcess(streams)
     start = await load.start()
     samples: list = []
     sampler = asyncio.ensure_future(_sample(stack, start, samples))
+    releases: list = []
+    operator = asyncio.ensure_future(_operator(stack, start, releases)) if scenario.operator_releases else None
     try:
         events = await _inject(stack, scenario, start, say)
         streams = await load.results(o.duration_s + o.timeout_s + 120)
@@ -95,11 +117,40 @@ async def run_scenario(stack: FaultStack, scenario: Scenario, say=print) -> dict
     retries = await resend(stack.series, s.http_host, s.http_port, unacked, o.timeout_s, say)
     unresolved = set(unacked) - {j for r in retries for j in r.acks[0]}
     drained_s = await stack.wait_drained(o.drain_timeout_s)
+    if operator is not None:
+        operator.cancel()
     acks = _merge_acks(streams + retries)
     recorded = await stack.check(first_doc, acks, unresolved)
+    outcome = await stack.outcome(acks)
+    say(f"  outcome: {outcome.as_dict()}")
     summary = summarize(scenario, streams, retries, samples, events, recorded, s.stream_backlog_max)
-    summary.update(unresolved=len(unresolved), drained=drained_s is not None, first_doc=first_doc)
+    summary.update(unresolved=len(unresolved), drained=drained_s is not None, first_doc=first_doc,
+                   outcome=outcome.as_dict(), may_lose=scenario.may_lose,
+                   released=sum(n for _, n in releases),
+                   released_first_s=round(releases[0][0], 2) if releases else None,
+                   fences=_delta(await stack.fence_summary(), fences_before),
+                   second_deployment=stack.second_deployment, reconcile=await stack.reconcile())
+    stack.second_deployment = None
     return summary
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: after[k] - before[k] for k in after}
+
+
+async def _operator(stack: FaultStack, start: float, releases: list) -> None:
+    """The operator watching the conflict alarm: `posray capture release SHARD` within a second.
+
+    Appends (seconds from the start, conflicts released) for every release that released any.
+    """
+    while True:
+        try:
+            released = await stack.release_conflicts()
+            if released:
+                releases.append((time.monotonic() - start, released))
+        except Exception:  # PostgreSQL away (another fault): try again
+            pass
+        await asyncio.sleep(1.0)
 
 
 async def _inject(stack: FaultStack, scenario: Scenario, start: float, say) -> dict:

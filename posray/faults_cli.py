@@ -46,6 +46,48 @@ EXPLAIN = {
         "capture answers 503 + Retry-After (`Overloaded`) instead of growing further. When "
         "PostgreSQL is back the writers resync and drain the backlog; redelivered batches are "
         "absorbed by the (shard, seq) key."),
+    "ledger-foreign": (
+        "A writer that does not know the capture store (a history generator, another deployment's "
+        "writer) appends 40 chained rows to shard 0's ledger at the next sequences, which the capture "
+        "store has already handed out or will hand out under its reservation. The shard's recorder "
+        "finds captured entries at recorded places holding other documents: it writes them to "
+        "`capture_conflicts`, removes the store's fence and stops the shard (`LedgerConflict`: "
+        "metric `posray_ledger_conflicts`, `/readyz` 503). The next capture call of the shard finds "
+        "no fence, and the IngestShard fences it again above the ledger's new height. The "
+        "acknowledged documents that collided are answered 410 (lost, with the time they were "
+        "acknowledged); the operator releases the conflicts (`posray capture release 0`) and the "
+        "shard records again."),
+    "redis-flush": (
+        "PostgreSQL is stopped, so the ledger falls behind while capture goes on within its "
+        "reservation; 3 s later FLUSHALL on the capture store: streams, counters, fences, consumer "
+        "groups and idempotency keys are gone, with every acknowledged document not yet recorded, "
+        "and PostgreSQL comes back 2 s later. The next capture call meets no fence (`NotFenced`, 503 + "
+        "Retry-After); the IngestShard fences the shard again from the ledger's height and records "
+        "in `capture_fences` the sequences it had acknowledged above that height (exactly: it "
+        "remembers what it handed out). Those documents are answered 410; new documents may reuse "
+        "their sequences, and their codes differ (a code binds the document's hash), so an old code "
+        "never resolves to a new sale."),
+    "redis-rewind": (
+        "The capture store's AOF is copied (as a backup would), the store keeps capturing for 3 s, "
+        "then it is killed and restarted from the copy: every entry, counter step and idempotency "
+        "key of those 3 s is gone, while the fence key it carries is still valid. The restarted "
+        "store has lost its Lua scripts (NOSCRIPT), which the IngestShard treats as a failover: it "
+        "fences the shard again; the sequences it had acknowledged above the store's and the "
+        "ledger's height are recorded lost and answered 410. Had the store carried the same fence "
+        "and scripts, the first reissued sequence would be caught by the IngestShard's record of "
+        "what it handed out (not acknowledged; re-fenced)."),
+    "second-deployment": (
+        "A second posray deployment with its own capture store is pointed at this PostgreSQL and "
+        "tries to capture. Its IngestShard cannot fence any shard: the ledger's latest fence names "
+        "the first deployment's store (`StoreMismatch`), so every capture call answers 503 and "
+        "nothing it received gets a code. The first deployment does not notice. (If the store "
+        "really moved, `posray capture rebind` hands the shards over, with a new epoch.)"),
+    "forged-entry": (
+        "Someone with write access to the capture store appends to shard 0's stream an entry that "
+        "carries an already-recorded sequence and another document. The recorder compares it with "
+        "the ledger, finds a different document, stops the shard (conflict), removes the store's "
+        "fence (capture re-fences above the ledger) and alarms; nothing acknowledged is lost. After "
+        "the release the forged entry is acknowledged as lost and never recorded."),
 }
 
 
@@ -110,25 +152,33 @@ RETRY_LATER = {"503 + Retry-After", "in-batch 503 + retry_after_s"}
 
 
 def passed(result: dict) -> bool:
-    """Exactly-once held and every error the terminals saw was a 503 with Retry-After."""
-    e = result["exactly_once"]
-    return e["passed"] and not result["unresolved"] and set(result["errors"]) <= RETRY_LATER
+    """Every acknowledged sale recorded as sent or (where the fault destroys data) reported lost;
+    none aliased, none recorded twice; every error the terminals saw a 503 with Retry-After."""
+    e, o = result["exactly_once"], result["outcome"]
+    clean = not result["unresolved"] and set(result["errors"]) <= RETRY_LATER and o["kept"]
+    if result.get("may_lose"):
+        return clean and e["recorded_twice"] == e["acknowledged_twice"] == e["unexpected"] == 0
+    return clean and e["passed"] and o["lost_reported"] == 0
 
 
-HEADER = ("| scenario | acknowledged | recorded | duplicates | missing | errors seen by terminals "
+HEADER = ("| scenario | acknowledged | recorded as sent | lost, reported (410) | aliased "
+          "| silently missing | duplicates | errors seen by terminals "
           "| slowest error answer | stream backlog max / bound (per shard) | ingest recovered "
-          "| ledger caught up | result |\n|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+          "| ledger caught up | result |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
 
 
 def row(r: dict) -> str:
     """One Markdown table row of a scenario's result."""
-    e = r["exactly_once"]
+    e, o = r["exactly_once"], r["outcome"]
     errors = ", ".join(f"{v:,} {k}" for k, v in r["errors"].items()) or "none"
     slowest = f"{r['error_answer_ms_max']:,.0f} ms" if r["error_answer_ms_max"] is not None else "–"
     dup = e["recorded_twice"] + e["acknowledged_twice"]
-    verdict = "pass" if passed(r) else ("exactly-once kept; errors other than 503 + Retry-After"
-                                        if e["passed"] and not r["unresolved"] else "**FAIL**")
-    return (f"| {r['title']} | {e['acknowledged']:,} | {e['recorded']:,} | {dup} | {e['missing']} "
+    kept = o["kept"] and not dup and not r["unresolved"]
+    verdict = "pass" if passed(r) else ("every sale kept; errors other than 503 + Retry-After"
+                                        if kept else "**FAIL**")
+    silent = o["missing_silently"] + o["pending"] + o["lookup_failed"]
+    return (f"| {r['title']} | {o['acknowledged']:,} | {o['recorded_as_sent']:,} | {o['lost_reported']:,} "
+            f"| {o['aliased']} | {silent} | {dup} "
             f"| {errors} | {slowest} | {r['backlog_shard_max']} / {r['backlog_shard_bound']} "
             f"| {_secs(r['ingest_recovered_s'])} | {_secs(r['ledger_caught_up_s'])} | {verdict} |")
 
@@ -149,11 +199,60 @@ def render(results: list[dict], options: FaultOptions, command: str) -> str:
              f"Machine: {_machine()}.", "", _method(options), "", HEADER]
     lines += [row(r) for r in results]
     lines += _findings(results)
+    lines += ["", FENCING_SECTION]
     lines += ["", "## What happens inside", ""]
     for r in results:
         lines += [f"### {r['title']}", "", EXPLAIN[r["scenario"]], "", _details(r), ""]
     return "\n".join(lines)
 
+
+FENCING_SECTION = """## Fencing capture against the ledger
+
+A receipt code is a promise: once the ledger has caught up, it resolves to exactly the document
+that was acknowledged, or posray says the document was lost. Three mechanisms keep it, whatever
+happens to the capture store (Redis/Valkey) or to the ledger behind its back:
+
+1. **Codes bound to content.** A code's keyed tag covers the document's SHA-256 as well as
+   (shard, seq) (docs/protocol.md, "Receipt codes"). A code whose place holds another document
+   does not resolve to it: lookups, `/r/{code}`, `posray verify-receipt` and `posray audit` all
+   recompute the binding from the recorded bytes.
+2. **Fences.** Before a store may capture a shard, the IngestShard sets a fence in PostgreSQL
+   (`capture_fences`: a new epoch, a floor at or above everything the ledger holds and the store
+   handed out, a reservation of the next sequences) and installs it in the store. The capture
+   script checks the epoch and the reservation on every call; a store that was flushed, restored
+   from an older copy, restarted without its scripts, failed over or fenced by another writer
+   refuses (`NotFenced`, 503 + Retry-After) until it is fenced again. Re-fencing compares what the
+   store holds with what the ledger and the IngestShard know, and records in `capture_fences`
+   the acknowledged sequences the store lost: exactly, when the IngestShard still knows what it
+   handed out, else up to the store's last reservation. Lookups of codes in a lost range answer
+   **410** ("acknowledged and then lost"); metric `posray_capture_lost_sequences`. A second
+   deployment's store on the same ledger cannot fence at all (`posray capture rebind` moves the
+   shards deliberately).
+3. **The ledger never drops silently.** A LedgerWriter that meets a captured entry at a recorded
+   place compares the documents: the same document is a redelivery (acknowledged, exactly once);
+   another one is a conflict. The shard's recording stops (metric `posray_ledger_conflicts`,
+   `/readyz` 503, `posray status`), the entry is kept in `capture_conflicts` (its code answers
+   410), the store's fence is removed so capture re-fences above the ledger, and recording
+   resumes when an operator releases it (`posray capture release SHARD`, after
+   `posray audit --reconcile`; runbook in docs/operations.md).
+4. **Resends stay idempotent when the keys are gone.** A store that lost data also lost the
+   idempotency keys (terminal, counter) of documents it captured. The fence that finds the loss
+   says so (`capture_fences.keys_lost`); for the keys' lifetime after it, capture asks the ledger
+   about every document issued before the loss (one indexed query per call, only for those: a
+   sale issued later cannot have been captured before): a recorded one gets its first answer
+   again (same code, `duplicate: true`), another document under a recorded counter gets 409, and
+   an acknowledged one that was lost is captured again. One race is left: a document the
+   LedgerWriter had read from the store before the loss and commits after the resend's check is
+   recorded a second time; `posray audit --reconcile` lists such counters (it reads the entries
+   recorded since the fence that found the keys gone).
+
+The table above measures it: in every row *aliased* is 0 and every acknowledged sale is either
+recorded as sent or answered 410. *Recorded as sent*: the ledger holds, at the code's place, a
+record of the very bytes sent and the code recomputed from it is the code the terminal printed.
+*Lost, reported*: `GET /v1/receipts/{code}` answered 410. *Aliased*: it answered 200 with another
+document. *Silently missing*: 404 (or still not recorded when checked). In the scenarios that
+stop a shard, the operator's `posray capture release` is simulated by releasing every second.
+"""
 
 FINDINGS = {
     "disconnected": (
@@ -254,6 +353,23 @@ def _details(r: dict) -> str:
     if r["resend_errors"]:
         errors = ", ".join(f"{v} {k}" for k, v in r["resend_errors"].items())
         parts.append(f"Errors while resending: {errors}.")
+    f, o = r.get("fences") or {}, r["outcome"]
+    if f.get("fences") or f.get("conflicts") or r.get("released"):
+        parts.append(f"Fencing: {f.get('fences', 0)} fence(s) set, {f.get('losses', 0)} loss record(s) "
+                     f"covering {f.get('lost_sequences', 0)} sequence(s), {f.get('conflicts', 0)} conflicting "
+                     f"entries; the operator released {r.get('released', 0)}"
+                     + (f" (first at {r['released_first_s']} s)." if r.get("released_first_s") else "."))
+    if r.get("reconcile") and not r["reconcile"]["ok"]:
+        c = r["reconcile"]
+        parts.append(f"`posray audit --reconcile` afterwards (whole run so far): {c['keys_checked']:,} "
+                     f"idempotency keys checked, {c['mismatches']} mismatch(es) ({c['unexplained']} not a "
+                     f"known conflict), {c['losses']} loss record(s), {c['conflicts']} conflict(s): exit 1.")
+    if r.get("second_deployment"):
+        d = r["second_deployment"]
+        parts.append(f"Second deployment: {d['sent']} sent, {d['acknowledged']} acknowledged, "
+                     f"{d['refused']} refused.")
+    if o["examples"]:
+        parts.append("Example codes: " + "; ".join(f"{k} {', '.join(v)}" for k, v in o["examples"].items()) + ".")
     if not e["passed"] or r["unresolved"]:
         parts.append(f"Exactly-once check: {json.dumps({k: v for k, v in e.items() if k != 'passed'})}; "
                      f"unresolved after resending: {r['unresolved']}.")

@@ -60,6 +60,8 @@ class FaultStack:
         self.cursor = 0
         self._ray = False
         self._client = None
+        self._pool = None
+        self.second_deployment: dict | None = None  # what the second-deployment scenario saw
 
     def start(self, scenarios: int, say=print) -> None:
         """Start the servers, sign the documents, register the terminals, start Ray and posray."""
@@ -77,7 +79,8 @@ class FaultStack:
             key_prefix=f"faults{tag}", ray_namespace=f"posray-faults-{tag}", http_port=port,
             public_base_url=f"http://127.0.0.1:{port}", replicas=self.options.replicas, shard_count=4,
             ingest_actors=2, ledger_actors=2, ledger_batch_wait_ms=100,
-            stream_backlog_max=self.options.backlog_max)
+            stream_backlog_max=self.options.backlog_max,
+            public_rate_per_s=0)  # the outcome check looks up every code that is not recorded as sent
         asyncio.run(self._terminals(scenarios, say))
         from deployments import fault_targets
 
@@ -187,11 +190,80 @@ class FaultStack:
         finally:
             await pool.close()
 
+    def spare_documents(self, count: int) -> list[dict]:
+        """`count` signed documents no scenario sends (taken from the series, never reused)."""
+        import orjson
+
+        builder = workload.RequestBuilder(self.series, "", self.cursor, 1).open()
+        offsets, docs = builder._offsets, builder._docs
+        out = [orjson.loads(docs[offsets[j]: offsets[j + 1] - 1]) for j in range(self.cursor, self.cursor + count)]
+        self.cursor += count
+        return out
+
+    async def outcome(self, acks):
+        """posray.faults_outcome.classify over this scenario's acknowledgements."""
+        from posray.adapters.keyfile import load_keys
+        from posray.faults_outcome import classify
+
+        builder = workload.RequestBuilder(self.series, "", 0, 1).open()
+        return await classify(await self._pg(), builder, load_keys(self.settings.seed_file).code,
+                              self.settings.public_base_url, acks)
+
+    async def release_conflicts(self) -> int:
+        """`posray capture release SHARD` for every shard with unreleased conflicts; how many were released."""
+        from posray.adapters.pg_fences import PgFences
+        from posray.services.capture_admin import release
+
+        fences = PgFences(await self._pg())
+        blocking = {c.shard for c in await fences.conflicts() if not c.released}
+        return sum([len(await release(fences, shard, "posray faults (operator)")) for shard in sorted(blocking)])
+
+    async def reconcile(self) -> dict:
+        """`posray audit --reconcile` now: what it lists, and the mismatches no conflict explains."""
+        from posray.adapters.pg_fences import PgFences
+        from posray.adapters.pg_ledger import PgLedger
+        from posray.adapters.redis_capture import connect
+        from posray.adapters.redis_idempotency import RedisIdempotencyKeys
+        from posray.services.reconcile import reconcile
+
+        client = connect(self.settings.redis_url)
+        try:
+            pool = await self._pg()
+            found = await reconcile(RedisIdempotencyKeys(client, self.settings.key_prefix), PgLedger(pool),
+                                    PgFences(pool))
+        finally:
+            await client.aclose()
+        return {"ok": found.ok, "keys_checked": found.keys_checked, "mismatches": found.mismatches_total,
+                "unexplained": sum(1 for m in found.mismatches if m.conflict is None),
+                "losses": len(found.losses), "conflicts": len(found.conflicts)}
+
+    async def fence_summary(self) -> dict:
+        """Fences set, losses recorded (sequences, exact or bound) and conflicts, over the whole run so far."""
+        from posray.adapters.pg_fences import PgFences
+
+        fences = PgFences(await self._pg())
+        losses, conflicts = await fences.losses(), await fences.conflicts()
+        async with (await self._pg()).acquire() as conn:
+            fenced = await conn.fetchval("SELECT count(*) FROM capture_fences")
+        return {"fences": fenced, "losses": len(losses),
+                "lost_sequences": sum(x.lost_to - x.lost_from + 1 for x in losses),
+                "conflicts": len(conflicts)}
+
+    async def _pg(self):
+        from posray.adapters.pg import create_pool
+
+        if self._pool is None:
+            self._pool = await create_pool(self.settings.pg_dsn, size_max=2)
+        return self._pool
+
     async def aclose(self) -> None:
-        """Close the stack's Redis client (call before leaving the event loop)."""
+        """Close the stack's Redis client and pool (call before leaving the event loop)."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
 
 async def _create_database(url: str) -> str:

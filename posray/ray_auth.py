@@ -58,3 +58,19 @@ def use_deployment_token(data_dir: Path) -> None:
     if "RAY_AUTH_TOKEN_PATH" in env:
         os.environ.pop("RAY_AUTH_TOKEN", None)
         os.environ["RAY_AUTH_TOKEN_PATH"] = env["RAY_AUTH_TOKEN_PATH"]
+
+
+def for_local_ray(address: str | None, data_dir: Path | None = None) -> None:
+    """Before `ray.init(address="local")`: give the private Ray this process starts a token of
+    its own (in `data_dir`, else in a fresh private folder), so Ray never writes ~/.ray/auth_token.
+
+    A Ray that is joined (any other address) keeps the caller's token settings.
+    """
+    if address not in (None, "local"):
+        return
+    if data_dir is None:
+        import tempfile
+
+        data_dir = Path(tempfile.mkdtemp(prefix="posray-local-ray-"))
+    create_token(data_dir)
+    use_deployment_token(data_dir)

@@ -93,3 +93,30 @@ async def ensure_database(dsn: str, name: str) -> str:
     if "?" in dsn.rsplit("/", 1)[1]:
         query = "?" + dsn.rsplit("?", 1)[1]
     return f"{base}/{name}{query}"
+
+
+async def ensure_ledger(dsn: str) -> bool:
+    """Create the database `dsn` names, with posray's schema, when either is missing; True if created.
+
+    For offline ledgers (generated history) of their own, next to the live one on one server.
+
+    Raises:
+        Unavailable: the server cannot be reached.
+    """
+    async with translated():
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+        except asyncpg.InvalidCatalogNameError:
+            # Create it from the server's maintenance database, with the same credentials.
+            base, _, tail = dsn.rpartition("/")
+            name, mark, query = tail.partition("?")
+            await ensure_database(f"{base}/postgres{mark}{query}", name)
+            conn = None
+        try:
+            present = conn is not None and await conn.fetchval("SELECT to_regclass('posray_schema') IS NOT NULL")
+        finally:
+            if conn is not None:
+                await conn.close()
+    if not present:
+        await apply_schema(dsn)
+    return not present

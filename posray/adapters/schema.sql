@@ -183,3 +183,9 @@ CREATE OR REPLACE TRIGGER capture_conflicts_released_no_change BEFORE UPDATE OR 
 CREATE OR REPLACE TRIGGER capture_conflicts_released_no_truncate BEFORE TRUNCATE ON capture_conflicts_released
     FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
 INSERT INTO posray_schema (version) VALUES (5) ON CONFLICT DO NOTHING;
+
+-- Version 6: a fence remembers whether the store lacked idempotency keys it had held (flushed,
+-- rewound, replaced); for the keys' lifetime after that, capture asks the ledger whether a
+-- document was already recorded, so a terminal's resend is never recorded twice.
+ALTER TABLE capture_fences ADD COLUMN IF NOT EXISTS keys_lost boolean NOT NULL DEFAULT false;
+INSERT INTO posray_schema (version) VALUES (6) ON CONFLICT DO NOTHING;

@@ -107,7 +107,8 @@ def add_parser(subparsers) -> None:
     analytics = subparsers.add_parser("analytics", help="demo history, ledger snapshots, fiscal, retail, demand "
                                       "and integrity reports")
     sub = analytics.add_subparsers(dest="analytics_command", required=True)
-    generate = sub.add_parser("generate", help="record a generated retail history in the ledger")
+    generate = sub.add_parser("generate", help="record a generated retail history in a ledger of its own "
+                              "(refuses a live ledger, see docs/analytics.md)")
     generate_arguments(generate)
     generate.set_defaults(func=cmd_generate)
     snapshot = sub.add_parser("snapshot", help="export new ledger rows to the Parquet snapshot")
@@ -163,7 +164,12 @@ def job_inputs(args, report: str) -> JobInputs:
 
 
 def cmd_generate(args) -> int:
+    """Record a generated history in a ledger no capture store is fenced against (2 when refused)."""
+    import asyncio
+
+    from posray.adapters.pg import ensure_ledger
     from posray.analytics.generator import GeneratorConfig, build_world
+    from posray.domain.errors import LedgerLive
     from posray.progress import Progress
     from posray.services.loading import load_into_ledger
 
@@ -178,14 +184,32 @@ def cmd_generate(args) -> int:
         documents=args.documents, shard_count=args.shards or settings.shard_count,
         anomalies=not args.no_anomalies, vat_rates_bp=settings.vat_rates_bp,
     )
-    with Progress("generate", total=config.documents, unit="documents") as tick:
-        summary = load_into_ledger(dsn, settings.seed_file, config, settings=settings, workers=args.workers,
-                                   progress=tick)
+    if asyncio.run(ensure_ledger(dsn)):
+        print("created the ledger database for the generated history (posray's schema)")
+    try:
+        with Progress("generate", total=config.documents, unit="documents") as tick:
+            summary = load_into_ledger(dsn, settings.seed_file, config, settings=settings, workers=args.workers,
+                                       progress=tick)
+    except LedgerLive as e:
+        print(f"posray analytics generate: {e}: pass --dsn (or POSRAY_PG_DSN) naming another database, e.g. "
+              f"{_sibling_dsn(dsn, 'posray_history')} (created when missing)", file=sys.stderr)
+        return 2
     write_merchants(settings.data_dir / MERCHANTS_FILE, build_world(config))
     print(f"recorded {summary.documents:,} documents {summary.by_type} in {summary.batches} batches, "
           f"{summary.terminals_registered} new terminals, {summary.elapsed_s:.1f} s "
           f"({summary.documents / max(summary.elapsed_s, 1e-9):,.0f} documents/s)")
     return 0
+
+
+def _sibling_dsn(dsn: str, name: str) -> str:
+    """`dsn` naming database `name` on the same server (query parameters kept, a password masked)."""
+    base, _, tail = dsn.rpartition("/")
+    _, mark, query = tail.partition("?")
+    scheme, sep, rest = base.partition("://")
+    user, at, host = rest.rpartition("@")
+    if at and ":" in user:  # printed on a terminal: never the password
+        base = f"{scheme}{sep}{user.split(':', 1)[0]}:<password>@{host}"
+    return f"{base}/{name}{mark}{query}"
 
 
 def write_merchants(path: Path, world) -> None:

@@ -14,7 +14,8 @@
     │   └── NotFenced             503 + Retry-After: the capture store is not fenced against the ledger
     │       └── StoreRestarted    503 + Retry-After: the capture store restarted or failed over (scripts gone)
     ├── LedgerCorrupted           the stored ledger contradicts itself (gap, chain break, bad hash)
-    └── LedgerConflict            a captured (shard, seq) is recorded with another document: recording stops
+    ├── LedgerConflict            a captured (shard, seq) is recorded with another document: recording stops
+    └── LedgerLive                an offline load (generated history) was pointed at a ledger capture is fenced against
 """
 
 from __future__ import annotations
@@ -171,3 +172,10 @@ class LedgerConflict(PosrayError):
 
     def to_json(self) -> dict:
         return {"error": "ledger_conflict", "reason": str(self)}
+
+
+class LedgerLive(PosrayError):
+    """An offline writer was pointed at a ledger a capture store is fenced against: it would take capture's sequences."""
+
+    def to_json(self) -> dict:
+        return {"error": "ledger_live", "reason": str(self)}

@@ -40,6 +40,10 @@ class Fence:
     epoch: int
     floor: int
     reserved: int
+    # When a fence of this shard last found the store without idempotency keys it had held
+    # (flushed, rewound, replaced): until that is older than the keys' lifetime, a resend may
+    # no longer be recognised by the store, so capture asks the ledger (epoch ms; None: never).
+    keys_lost_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class FencePlan:
     lost_to: int | None
     lost_exact: bool
     reason: str
+    keys_lost: bool = False  # the store lacks idempotency keys it (or its predecessor) held
 
 
 class StoreMismatch(ValueError):
@@ -103,8 +108,20 @@ def plan_fence(ledger_seq: int, store: StoreState, prior: PriorFence | None, sto
             # Nobody knows how far the lost store got: everything it was allowed to hand out.
             lost_from, lost_to = floor + 1, prior.reserved
         reason = "the store lost data (" + _loss_evidence(ledger_seq, store, prior) + ")"
+    keys_lost = _keys_lost(ledger_seq, store, prior, store_id, lost_from is not None)
     return FencePlan((prior.epoch if prior else 0) + 1, floor, floor + reservation,
-                     lost_from, lost_to, exact, reason)
+                     lost_from, lost_to, exact, reason, keys_lost)
+
+
+def _keys_lost(ledger_seq: int, store: StoreState, prior: PriorFence | None, store_id: str, lost: bool) -> bool:
+    """Whether the store may lack idempotency keys of documents the ledger holds or was sent.
+
+    Any data loss, a store taking over from another one, or a never-fenced store that is
+    behind a ledger it did not fill (keys live with the store that captured the documents).
+    """
+    if prior is None:
+        return max(store.counter, store.stream_last) < ledger_seq
+    return lost or prior.store != store_id or _store_lost_data(ledger_seq, store, prior)
 
 
 def _store_lost_data(ledger_seq: int, store: StoreState, prior: PriorFence) -> bool:

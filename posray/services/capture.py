@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass
 
 from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended, RedisCapture
+from posray.domain.chain import record_code, record_document
 from posray.domain.codes import display_code, make_code
 from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, StoreRestarted, Unavailable
+from posray.domain.fence import Fence
 from posray.domain.keys import OperatorKeys, fiscal_sign
-from posray.domain.transaction import Submission, utc_iso_ms
+from posray.domain.transaction import Submission, document_hash, utc_iso_ms
 from posray.services.fencing import ShardFences
 
 FENCED_ATTEMPTS_MAX = 4  # re-fence or extend, then call again: a bounded number of times
@@ -96,9 +98,24 @@ async def append_batch(
         Unavailable: Redis failed; the caller answers 503 and the terminal retries safely.
     """
     now_ms = int(time.time() * 1000)
-    outcomes = await _append_fenced(capture, fences, shard, now_ms, submissions)
+    fence = await fences.ensure(shard)
+    for _ in range(FENCED_ATTEMPTS_MAX):
+        recorded = await fences.recorded_since_keys_lost(shard, fence, submissions)
+        fresh = [s for s in submissions if (s.terminal_id, s.counter) not in recorded]
+        try:
+            outcomes = iter(await _append_fenced(capture, fences, shard, now_ms, fresh, fence) if fresh else ())
+            break
+        except _KeysLost as e:  # re-fenced onto a store that lost idempotency keys: ask the ledger first
+            fence = e.fence
+    else:
+        raise NotFenced(f"shard {shard}: the capture store kept losing its keys while being fenced", 2)
     results: list[Accepted | DocumentConflict] = []
-    for sub, out in zip(submissions, outcomes):
+    for sub in submissions:
+        known = recorded.get((sub.terminal_id, sub.counter))
+        if known is not None:  # recorded before the store lost its idempotency keys
+            results.append(_recorded_answer(keys, shard, sub, known))
+            continue
+        out = next(outcomes)
         if out.status == CONFLICT:
             results.append(
                 DocumentConflict(
@@ -114,17 +131,39 @@ async def append_batch(
     return results
 
 
+def _recorded_answer(keys: OperatorKeys, shard: int, sub: Submission, known) -> Accepted | DocumentConflict:
+    """A resend of a recorded document gets its first answer again; another document, a conflict."""
+    if document_hash(record_document(known.record)) != sub.document_hash:
+        return DocumentConflict(
+            "counter", f"terminal {sub.terminal_id} already used counter {sub.counter} for another "
+                       f"document (accepted at {utc_iso_ms(known.accepted_at_ms)})")
+    code = record_code(keys.code, shard, known.seq, known.record)
+    sign = fiscal_sign(keys.fiscal, code, sub.document_hash, known.accepted_at_ms)
+    return Accepted(code, shard, known.seq, known.accepted_at_ms, sign, True)
+
+
+class _KeysLost(Exception):
+    """A re-fence found the store without idempotency keys it held: check the ledger, then call again."""
+
+    def __init__(self, fence: Fence):
+        super().__init__(fence)
+        self.fence = fence
+
+
 async def _append_fenced(
-    capture: RedisCapture, fences: ShardFences, shard: int, now_ms: int, submissions: list[Submission]
+    capture: RedisCapture, fences: ShardFences, shard: int, now_ms: int, submissions: list[Submission],
+    fence: Fence,
 ) -> list[Appended]:
-    fence = await fences.ensure(shard)
     for _ in range(FENCED_ATTEMPTS_MAX):
         try:
             outcome = await capture.append(shard, now_ms, submissions, fence)
         except NotFenced as e:
             if isinstance(e, StoreRestarted):  # every shard's fence is suspect, not only this one
                 fences.suspect_all()
+            checked = fence
             fence = await fences.refence(shard, fence, str(e))
+            if fence.keys_lost_at_ms != checked.keys_lost_at_ms:
+                raise _KeysLost(fence) from None
             continue
         if isinstance(outcome, int):  # the reservation is used up: extend it, call again
             fence = await fences.extend(shard, fence, outcome + len(submissions))

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
+import orjson
+
 from posray.domain.errors import NotFenced, Unavailable
+from posray.domain.transaction import issued_at_ms
 from posray.domain.fence import Fence, FencePlan, IssuedRanges, PriorFence, StoreMismatch, StoreState, plan_fence
 
 log = logging.getLogger(__name__)
 INSTALL_ATTEMPTS_MAX = 5
+# Terminal clocks may run ahead (the edge admits 5 minutes): a sale issued up to an hour after the
+# store lost its keys is still checked against the ledger.
+ISSUED_MARGIN_MS = 3_600_000
 
 
 class FenceStore(Protocol):
@@ -34,13 +41,20 @@ class FenceLedger(Protocol):
 
     async def establish(self, shard: int, store: str, store_seq: int, plan) -> Fence: ...
     async def reserve(self, shard: int, epoch: int, reserved_seq: int) -> bool: ...
+    async def recorded(self, shard: int, counters: list[tuple[str, int]]) -> dict: ...
 
 
 class ShardFences:
     """The fences of the shards one process captures, and the sequences it issued under them."""
 
-    def __init__(self, store: FenceStore, ledger: FenceLedger, store_id: str, reservation: int):
+    def __init__(self, store: FenceStore, ledger: FenceLedger, store_id: str, reservation: int,
+                 rebind: bool = False, keys_ttl_s: int | None = None):
         self._store = store
+        # How long the store keeps idempotency keys: after it lost them, that long capture also
+        # asks the ledger whether a document was recorded (None: never ask).
+        self._keys_ttl_s = keys_ttl_s
+        # Only `posray capture rebind` takes shards over from another store (posray.services.capture_admin).
+        self._rebind = rebind
         self._ledger = ledger
         self._store_id = store_id
         self._reservation = reservation
@@ -54,6 +68,18 @@ class ShardFences:
 
     def current(self, shard: int) -> Fence | None:
         return self._fences.get(shard)
+
+    async def recorded_since_keys_lost(self, shard: int, fence: Fence, submissions) -> dict:
+        """The ledger's documents for the submissions' (terminal, counter) that the store may no
+        longer recognise: it lost its idempotency keys less than their lifetime ago, and the
+        document was issued before that (a sale issued later cannot have been captured before).
+        {} otherwise, without a query: the steady state costs nothing."""
+        lost_at = fence.keys_lost_at_ms
+        if lost_at is None or self._keys_ttl_s is None or time.time() * 1000 - lost_at > self._keys_ttl_s * 1000:
+            return {}
+        older = [(s.terminal_id, s.counter) for s in submissions
+                 if issued_at_ms(orjson.loads(s.canonical)["issued_at"]) <= lost_at + ISSUED_MARGIN_MS]
+        return await self._ledger.recorded(shard, older) if older else {}
 
     async def ensure(self, shard: int) -> Fence:
         """The shard's fence, set first if this process has none or the store is suspect."""
@@ -111,6 +137,7 @@ class ShardFences:
             held = self._fences.get(shard)
             own = issued_max if held is not None and prior is not None and prior.epoch == held.epoch else None
             decided.append(plan_fence(ledger_seq, state, prior, self._store_id, own, self._reservation,
+                                      rebind=self._rebind,
                                       reissued_from=reissued_from if own is not None else None))
             seen.append(ledger_seq)
             return decided[-1]

@@ -22,6 +22,7 @@ from typing import Callable
 
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
+from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.adapters.pg_terminals import PgTerminals
@@ -70,7 +71,7 @@ def load_into_ledger(
     if sink is not None:
         raise ValueError("a sink sees documents in one process only: use workers=1")
     started = time.perf_counter()
-    registered = asyncio.run(_register_only(dsn, config))
+    registered = asyncio.run(_register_only(dsn, config))  # refuses a live ledger first
     groups = [frozenset(range(w, config.shard_count, workers)) for w in range(min(workers, config.shard_count))]
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(len(groups), mp_context=context) as pool:
@@ -124,7 +125,11 @@ async def load_history(
     documents generated and handed to the ledger so far every PROGRESS_EVERY documents and at the end. Checkpoints are
     signed with the operator's log key under `settings`' log origins.
 
+    Only a ledger no capture store was ever fenced against is loaded: generated history takes
+    each shard's next sequences, which on a live ledger belong to capture (docs/analytics.md).
+
     Raises:
+        LedgerLive: a capture store is fenced against this ledger (nothing is written).
         ValueError: a world terminal id is registered to another merchant.
         LedgerCorrupted: another writer advanced a shard during the load.
     """
@@ -137,37 +142,48 @@ async def load_history(
         origin = settings.log_origin(shard)
         return lambda size, root, extensions: sign_checkpoint(signer, Checkpoint(origin, size, root, extensions))
 
-    pool = await create_pool(dsn, size_max=2)
+    pool = await create_pool(dsn, size_max=3)  # one holds the fence locks for the whole load
     try:
-        versions, registered = await _register(PgTerminals(pool), world)
-        writer = _BatchWriter(PgLedger(pool), keys.code, batch_max, sign_for)
-        history = History(
-            world, config, code_key=keys.code,
-            key_of=lambda tid: terminal_key(keys.terminal_master, tid, versions[tid]),
-            next_seqs=await writer.next_seqs(sorted(shards) if shards is not None else range(config.shard_count)),
-            counters=await PgSnapshotSource(pool).last_counters(sorted(versions)), shards=shards,
-        )
-        types: Counter = Counter()
-        for accepted in history:
-            if sink is not None:
-                sink(accepted)
-            types[accepted.document["type"]] += 1
-            await writer.add(accepted)
-            if progress is not None and types.total() % PROGRESS_EVERY == 0:
-                progress(types.total())
-        await writer.close()
-        if progress is not None:
-            progress(types.total())
+        async with PgFences(pool).offline(sorted(shards) if shards is not None else list(range(config.shard_count))):
+            types, writer, history, registered = await _load(pool, keys, world, config, sign_for, batch_max,
+                                                             sink, shards, progress)
     finally:
         await pool.close()
     return LoadSummary(sum(types.values()), dict(types), writer.batches, registered,
                        time.perf_counter() - started, history.anomalies)
 
 
+async def _load(pool, keys, world: World, config: GeneratorConfig, sign_for: Callable[[int], Sign], batch_max: int,
+                sink: Callable[[Accepted], None] | None, shards: frozenset[int] | None,
+                progress: Callable[[int], None] | None):
+    """Register the world, then record its history; return (types, writer, history, terminals registered)."""
+    versions, registered = await _register(PgTerminals(pool), world)
+    writer = _BatchWriter(PgLedger(pool), keys.code, batch_max, sign_for)
+    history = History(
+        world, config, code_key=keys.code,
+        key_of=lambda tid: terminal_key(keys.terminal_master, tid, versions[tid]),
+        next_seqs=await writer.next_seqs(sorted(shards) if shards is not None else range(config.shard_count)),
+        counters=await PgSnapshotSource(pool).last_counters(sorted(versions)), shards=shards,
+    )
+    types: Counter = Counter()
+    for accepted in history:
+        if sink is not None:
+            sink(accepted)
+        types[accepted.document["type"]] += 1
+        await writer.add(accepted)
+        if progress is not None and types.total() % PROGRESS_EVERY == 0:
+            progress(types.total())
+    await writer.close()
+    if progress is not None:
+        progress(types.total())
+    return types, writer, history, registered
+
+
 async def _register_only(dsn: str, config: GeneratorConfig) -> int:
-    pool = await create_pool(dsn, size_max=1)
+    pool = await create_pool(dsn, size_max=2)
     try:
-        return (await _register(PgTerminals(pool), build_world(config)))[1]
+        async with PgFences(pool).offline([]):
+            return (await _register(PgTerminals(pool), build_world(config)))[1]
     finally:
         await pool.close()
 

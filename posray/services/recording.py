@@ -185,16 +185,22 @@ class ShardRecorder:
         if not differing:
             return
         found = [(c.seq, document_hash(c.canonical), c.canonical, c.accepted_at_ms) for c in differing]
-        released = set()
+        new, released = found, set()
         if self._fences is not None:
-            await self._fences.add_conflicts(self.shard, found)
-            released = {(x.seq, x.document_hash) for x in await self._fences.conflicts(self.shard) if x.released}
+            known = {(x.seq, x.document_hash): x.released for x in await self._fences.conflicts(self.shard)}
+            new = [f for f in found if (f[0], f[1]) not in known]
+            released = {place for place, done in known.items() if done}
         blocking = [f for f in found if (f[0], f[1]) not in released]
         if not blocking:
             log.warning("shard %d: %d released conflicting entries acknowledged as lost", self.shard, len(found))
             return
-        # The capture store handed out recorded sequences: stop it until it is fenced again.
-        await self._stream.unfence(self.shard)
+        if new:
+            # The capture store handed out recorded sequences: stop it until it is fenced again.
+            # Only for conflicts not recorded yet: the writer retries a stopped shard every few
+            # seconds, and unfencing each time would make capture re-fence each time.
+            await self._stream.unfence(self.shard)
+            if self._fences is not None:
+                await self._fences.add_conflicts(self.shard, new)
         seqs = tuple(f[0] for f in blocking)
         raise LedgerConflict(
             f"shard {self.shard}: captured sequence(s) {_ranges(seqs)} are recorded with other documents "

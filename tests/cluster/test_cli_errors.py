@@ -31,6 +31,7 @@ ARGUMENTS = {
     "terminals add": ["T-1", "--merchant", "m-1"], "terminals import": ["{csv}"],
     "terminals revoke": ["T-1"], "terminals count": [],
     "merchants token": ["m-1"], "merchants revoke-tokens": ["m-1"],
+    "capture status": [], "capture release": ["3"], "capture rebind": ["--yes"],
     "lottery draw": ["--from", "2024-01-01", "--to", "2024-01-02", "--winners", "1"],
     "analytics generate": ["--documents", "10"], "analytics snapshot": [], "analytics fiscal": [],
     "analytics retail": [], "analytics demand": [], "analytics integrity": [],
@@ -125,3 +126,24 @@ def test_no_subcommand_ends_in_a_traceback(set_up):
     failed = {command for command, result in results if result is not None and result.returncode != 0}
     # Commands that need a deployment must fail (not silently succeed) when it is missing or dead.
     assert {"status", "terminals count", "merchants token", "scale"} <= failed
+
+
+# Fencing commands of the operator and the audit's reconciliation: they need both stores.
+CAPTURE_COMMANDS = (["capture", "status"], ["capture", "status", "--json"], ["capture", "release", "3"],
+                    ["capture", "rebind", "--yes"], ["capture", "rebind"], ["audit", "--reconcile"])
+
+
+def test_capture_commands_fail_in_one_line_without_a_deployment(set_up):
+    env, cwd, _ = set_up
+
+    def run(words: list[str]):
+        return words, subprocess.run([POSRAY, *words], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, CAPTURE_COMMANDS))
+    problems = [p for words, result in results for p in _problems(" ".join(words), result)]
+    assert not problems, "\n\n".join(problems)
+    # None of them can succeed without a capture store and a ledger that answer.
+    assert all(result.returncode != 0 for _, result in results), [(w, r.returncode) for w, r in results]
+    # Without --yes, rebind refuses before touching anything (or the set-up is named first).
+    assert dict((" ".join(w), r.returncode) for w, r in results)["capture rebind"] == 2

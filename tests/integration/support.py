@@ -129,7 +129,8 @@ async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_0
             ledger=PgLedger(pool),
             terminals=PgTerminals(pool),
             fence_ledger=PgFences(pool),
-            fences=ShardFences(capture, PgFences(pool), store_id or f"{redis_url}#{prefix}", reservation),
+            fences=ShardFences(capture, PgFences(pool), store_id or f"{redis_url}#{prefix}", reservation,
+                               keys_ttl_s=IDEMPOTENCY_TTL_S),
         )
     finally:
         await pool.close()

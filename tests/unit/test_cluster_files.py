@@ -64,3 +64,30 @@ def test_the_on_premises_file_keeps_the_local_provider():
 
 def test_the_cloud_example_is_aws():
     assert load(FILES[1])["provider"]["type"] == "aws"
+
+
+GUARD_FOLDER = "/opt/posray/haproxy"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_node_runs_serves_haproxy_through_the_guard(path):
+    config = load(path)
+    installs = [c for c in config["setup_commands"] if "deployments.haproxy_guard install" in c]
+    assert installs and installs[0].split()[-1] == GUARD_FOLDER
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for command in start_commands(config, key):
+            assert environment_of(command)["RAY_SERVE_HAPROXY_BINARY_PATH"] == f"{GUARD_FOLDER}/haproxy"
+
+
+def test_the_install_command_writes_an_executable_launcher_of_the_real_binary(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "guard"
+    run = subprocess.run([sys.executable, "-m", "deployments.haproxy_guard", "install", str(folder),
+                          "--real", "/usr/sbin/haproxy"], capture_output=True, text=True, cwd=ROOT, check=True)
+    launcher = Path(run.stdout.strip())
+    assert launcher == folder / "haproxy" and os.access(launcher, os.X_OK)
+    assert (launcher.stat().st_mode & 0o777) == 0o700
+    assert "'/usr/sbin/haproxy'" in launcher.read_text()

@@ -85,3 +85,27 @@ class TestIssuedRanges:
         for i in range(IssuedRanges.RANGES_MAX + 50):
             issued.add(3 * i + 1, 3 * i + 1)  # holes that never fill
         assert len(issued._ranges) <= IssuedRanges.RANGES_MAX
+
+
+class TestKeysLost:
+    """Whether the new fence must remember that the store lacks idempotency keys it held."""
+
+    def test_an_intact_store_keeps_its_keys(self):
+        assert not plan_fence(300, intact(500), PriorFence(1, STORE, 1000), STORE, 500, R).keys_lost
+        assert not plan_fence(300, intact(500), PriorFence(1, STORE, 1000), STORE, None, R).keys_lost
+
+    def test_a_flushed_store_lost_its_keys_even_when_every_document_was_recorded(self):
+        plan = plan_fence(300, StoreState(0, 0, None, None), PriorFence(1, STORE, 1000), STORE, 300, R)
+        assert plan.lost_from is None and plan.keys_lost
+
+    def test_a_rewound_store_lost_keys(self):
+        assert plan_fence(300, intact(310), PriorFence(1, STORE, 1000), STORE, 345, R).keys_lost
+
+    def test_a_store_taking_over_from_another_lacks_the_other_ones_keys(self):
+        plan = plan_fence(300, intact(0, None, None), PriorFence(1, "redis://old#p", 1000), STORE, None, R, rebind=True)
+        assert plan.keys_lost
+
+    def test_a_first_fence_behind_a_ledger_it_did_not_fill_lacks_its_keys(self):
+        assert plan_fence(40, StoreState(0, 0, None, None), None, STORE, None, R).keys_lost
+        assert not plan_fence(40, StoreState(55, 50, None, None), None, STORE, None, R).keys_lost
+        assert not plan_fence(0, StoreState(0, 0, None, None), None, STORE, None, R).keys_lost
