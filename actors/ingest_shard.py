@@ -34,9 +34,10 @@ class IngestShard:
         self._settings = settings
         self._shards = set(shards)
         self._keys = load_keys(settings.seed_file)
-        self._client = connect(settings.redis_url)
+        self._client = connect(settings.redis_url, settings.sentinels, settings.redis_master)
         self._capture = RedisCapture(
-            self._client, settings.key_prefix, settings.idempotency_ttl_s, settings.stream_backlog_max
+            self._client, settings.key_prefix, settings.idempotency_ttl_s, settings.stream_backlog_max,
+            settings.capture_replicas_min, settings.capture_replicas_timeout_ms,
         )
         self._metrics = IngestMetrics()
         self._fences: ShardFences | None = None

@@ -49,7 +49,8 @@ class LedgerWriter:
         self._reporter = asyncio.get_running_loop().create_task(self._report())
 
     async def _run(self) -> None:
-        client = connect(self._settings.redis_url)
+        s = self._settings
+        client = connect(s.redis_url, s.sentinels, s.redis_master)
         self._stream = RedisShardStream(client, self._settings.key_prefix)
         pool = None
         while pool is None:

@@ -71,7 +71,7 @@ class ReplicaBackend:
         await directory.start()
         asyncio.get_running_loop().create_task(self._refresh(directory))
         rules = Rules(frozenset(s.vat_rates_bp), s.future_skew_s, s.upload_window_s)
-        client = connect(s.redis_url)
+        client = connect(s.redis_url, s.sentinels, s.redis_master)
         capture = RedisCapture(client, s.key_prefix, s.idempotency_ttl_s, s.stream_backlog_max)
         batcher = IngestBatcher(self._send, lambda sub: owner_of(sub.shard, s.ingest_actors), s.shard_batch_max,
                                 s.shard_batch_wait_ms, s.shard_queue_max, s.shard_calls_in_flight_max)

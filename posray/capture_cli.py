@@ -123,7 +123,7 @@ async def _rebind(settings, args) -> int:
     shards = args.shards or list(range(settings.shard_count))
     # The fencing service logs for the IngestShard's log; here the outcome is printed below.
     logging.getLogger("posray.services.fencing").setLevel(logging.CRITICAL)
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.sentinels, settings.redis_master)
     pool = await create_pool(settings.pg_dsn, size_max=1)
     try:
         capture = RedisCapture(client, settings.key_prefix, settings.idempotency_ttl_s, settings.stream_backlog_max)

@@ -21,7 +21,8 @@ from posray.settings import Settings
 STATE_FILE = locate.STATE_FILE
 # Settings `posray up` deployed with; later commands (status, demo, audit, ...) must agree.
 DEPLOYED = ("shard_count", "key_prefix", "ray_namespace", "http_host", "http_port",
-            "public_base_url", "ingest_actors", "ledger_actors", "log_name")
+            "public_base_url", "ingest_actors", "ledger_actors", "log_name",
+            "redis_sentinels", "redis_master", "capture_replicas_min")
 
 
 def _ray_env(settings: Settings) -> None:
@@ -86,6 +87,8 @@ def cmd_up(args) -> int:
     settings = Settings.from_env().replace(data_dir=data_dir)
     if args.shards:
         settings = settings.replace(shard_count=args.shards)
+    if getattr(args, "replicated", False):
+        settings = settings.replace(embedded_replicas=max(1, settings.embedded_replicas))
     if create_seed(settings.seed_file):
         print(f"created the operator seed {settings.seed_file} (mode 600; back it up, never share it)")
     _remember(settings)
@@ -126,7 +129,9 @@ def _bring_up(settings: Settings) -> tuple[Settings, str]:
     from posray.adapters.pg import ensure_database
 
     state: dict = {}
-    if settings.redis_url is None:
+    if settings.redis_url is None and not settings.redis_sentinels and settings.embedded_replicas:
+        settings = _start_replicated_redis(settings, state)
+    if settings.redis_url is None and not settings.redis_sentinels:
         info = embedded.start_redis(settings.data_dir / "redis")
         settings = settings.replace(redis_url=info.url)
         state.update(redis_url=info.url, embedded_redis=True)
@@ -157,6 +162,21 @@ def _bring_up(settings: Settings) -> tuple[Settings, str]:
     return settings, address
 
 
+def _start_replicated_redis(settings: Settings, state: dict) -> Settings:
+    """An embedded primary, replicas and three sentinels; capture waits for one replica's AOF."""
+    from posray import embedded
+
+    state["embedded_redis_set"] = True
+    _save_state(settings, **state)  # before starting: `posray down` stops a half-started set
+    rs = embedded.start_replicated(settings.data_dir / "redis-set", settings.embedded_replicas)
+    replicas_min = settings.capture_replicas_min if "POSRAY_CAPTURE_REPLICAS_MIN" in os.environ else 1
+    settings = settings.replace(**rs.settings_changes(replicas_min))
+    print(f"embedded replicated Redis: primary + {settings.embedded_replicas} replica(s), sentinels "
+          f"{settings.redis_sentinels} (master {settings.redis_master!r}); acknowledged after "
+          f"{replicas_min} replica(s) fsynced (WAITAOF)")
+    return settings
+
+
 def cmd_down(args) -> int:
     from posray import embedded
 
@@ -184,6 +204,9 @@ def cmd_down(args) -> int:
     if state.get("embedded_redis"):
         embedded.stop_redis(settings.data_dir / "redis")
         print("stopped the embedded Redis")
+    if state.get("embedded_redis_set"):
+        embedded.stop_replicated(settings.data_dir / "redis-set")
+        print("stopped the embedded replicated Redis (sentinels, primary, replicas)")
     if state.get("embedded_postgres"):
         embedded.stop_postgres(settings.data_dir / "postgres")
         print("stopped the embedded PostgreSQL")
@@ -302,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Ray, Redis, PostgreSQL (embedded unless configured) and the app")
     up.add_argument("--shards", type=int, help="logical shard count (fixed at setup)")
+    up.add_argument("--replicated", action="store_true",
+                    help="embedded Redis as primary + replica + 3 sentinels, acks after WAITAOF "
+                         "(POSRAY_EMBEDDED_REPLICAS)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `posray up` started").set_defaults(func=cmd_down)
     scale = sub.add_parser("scale", help="move the logical shards to more (or fewer) actors")

@@ -46,7 +46,7 @@ async def _reconcile(settings, shards, scan_count: int, tick):
     from posray.adapters.redis_idempotency import RedisIdempotencyKeys
     from posray.services.reconcile import reconcile
 
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.sentinels, settings.redis_master)
     try:
         pool = await create_pool(settings.pg_dsn, size_max=2)
         try:

@@ -22,6 +22,11 @@ class Settings:
 
     # Where things are. None means "embedded default" for `posray up`.
     redis_url: str | None = None
+    # Sentinel-managed capture store: "host:port,host:port" of the sentinels and the name they
+    # monitor the primary under. When set, every Redis client follows the primary they name
+    # (redis_url then only contributes credentials and the database number).
+    redis_sentinels: str | None = None
+    redis_master: str = "posray"
     pg_dsn: str | None = None
     ray_address: str | None = None
     data_dir: Path = Path(".posray")
@@ -63,6 +68,13 @@ class Settings:
     # (one PostgreSQL round trip each, made ahead of use). Also the most a store that lost its
     # data can leave unaccounted: those sequences are reported as possibly lost.
     capture_reservation: int = 1000
+    # Replicated capture: a document is acknowledged only once the primary's AOF and this many
+    # replicas' AOFs hold it (WAITAOF); 0 acknowledges after the primary's own fsync only.
+    capture_replicas_min: int = 0
+    capture_replicas_timeout_ms: int = 1000
+    # `posray up` without a Redis URL: replicas started next to the embedded primary (with three
+    # sentinels); 0 starts the single embedded Redis.
+    embedded_replicas: int = 0
     # Document rules.
     vat_rates_bp: tuple[int, ...] = (0, 500, 1000, 1300, 2000)
     future_skew_s: int = 300
@@ -75,6 +87,15 @@ class Settings:
     ledger_batch_wait_ms: int = 200
     # Health: GET /readyz answers 503 once any shard's stream holds this many unrecorded documents.
     ready_backlog_max: int = 100_000
+
+    def __post_init__(self) -> None:
+        if sentinel_addresses(self.redis_sentinels) and not self.redis_master:  # malformed: fails here
+            raise SettingsError("POSRAY_REDIS_MASTER must name the primary the sentinels monitor")
+        if self.capture_replicas_min < 0 or self.capture_replicas_timeout_ms <= 0:
+            raise SettingsError("POSRAY_CAPTURE_REPLICAS_MIN must be >= 0 and "
+                                "POSRAY_CAPTURE_REPLICAS_TIMEOUT_MS > 0")
+        if self.embedded_replicas < 0:
+            raise SettingsError("POSRAY_EMBEDDED_REPLICAS must be >= 0")
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -94,12 +115,22 @@ class Settings:
         return self.public_base_url.split("://", 1)[-1].rstrip("/") + "/log"
 
     @property
+    def sentinels(self) -> tuple[tuple[str, int], ...]:
+        """The sentinels' (host, port) pairs; empty when the store is addressed by redis_url."""
+        return sentinel_addresses(self.redis_sentinels)
+
+    @property
     def capture_store_id(self) -> str:
         """Which capture store this deployment uses, as the ledger's fences record it.
 
         Its address (without credentials) and key prefix: two deployments with different
-        stores on one ledger are refused instead of handing out the same sequences.
+        stores on one ledger are refused instead of handing out the same sequences. A
+        Sentinel-managed set is named by its master name, not by the primary's address, so that
+        a failover to a replica of the same set is the same store (the fence then finds what
+        the promoted replica lacks); the sentinels' addresses may change too.
         """
+        if self.redis_sentinels:
+            return f"sentinel:{self.redis_master}#{self.key_prefix}"
         url = _redact("redis_url", self.redis_url or "")
         return f"{url}#{self.key_prefix}"
 
@@ -125,6 +156,25 @@ class Settings:
                 values[f.name] = _parse(name, f.type, env[name])
         values.update(overrides)
         return cls(**values)
+
+
+def sentinel_addresses(text: str | None) -> tuple[tuple[str, int], ...]:
+    """Parse "host:port,host:port" (IPv6 as "[::1]:26379") into (host, port) pairs.
+
+    Raises:
+        SettingsError: an entry has no host or no valid port (names POSRAY_REDIS_SENTINELS).
+    """
+    out = []
+    for entry in (text or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"POSRAY_REDIS_SENTINELS={text!r}: {entry!r} is not host:port")
+        out.append((host, int(port)))
+    return tuple(out)
 
 
 def _redact(name: str, value):

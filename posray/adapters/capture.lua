@@ -5,7 +5,10 @@
 --           "(prefix):{shard}:idem:(terminal_id):(counter)"
 -- ARGV[1] = accepted_at_ms, ARGV[2] = idempotency ttl (s), ARGV[3] = backlog max (documents),
 -- ARGV[4] = the fence epoch the caller established,
--- ARGV[3+2i], ARGV[4+2i] = document i's SHA-256 (32 raw bytes) and canonical bytes
+-- ARGV[5] = 1 when the caller waits for replication (WAITAOF) after the call: a call that writes
+--           no new document then rewrites the counter unchanged, so that its connection's
+--           replication offset covers the earlier writes of the documents it resends,
+-- ARGV[4+2i], ARGV[5+2i] = document i's SHA-256 (32 raw bytes) and canonical bytes
 -- Idempotency value: the 32-byte hash, then "seq:accepted_at_ms".
 -- The new documents of the call become ONE stream entry, id "(first seq)-0", fields
 -- s = first seq, n = count, t = accepted_at_ms, e = fence epoch, d = canonical documents
@@ -38,7 +41,7 @@ local acc, ttl = ARGV[1], ARGV[2]
 local first = seq + 1
 local out, docs = {}, {}
 for i = 1, n do
-  local h = ARGV[3 + 2 * i]
+  local h = ARGV[4 + 2 * i]
   local value = h .. string.format('%d', seq + 1) .. ':' .. acc
   -- SET NX GET: writes only when the key is new, and returns the earlier value otherwise.
   local prior = redis.call('SET', KEYS[4 + i], value, 'NX', 'GET', 'EX', ttl)
@@ -49,7 +52,7 @@ for i = 1, n do
     out[#out + 1] = pacc
   else
     seq = seq + 1
-    docs[#docs + 1] = ARGV[4 + 2 * i]
+    docs[#docs + 1] = ARGV[5 + 2 * i]
     out[#out + 1] = 0
     out[#out + 1] = seq
     out[#out + 1] = acc
@@ -59,5 +62,7 @@ if #docs > 0 then
   redis.call('SET', KEYS[1], seq)
   redis.call('XADD', KEYS[2], string.format('%d', first) .. '-0',
              's', first, 'n', #docs, 't', acc, 'e', ARGV[4], 'd', table.concat(docs, '\n'))
+elseif ARGV[5] == '1' then
+  redis.call('SET', KEYS[1], seq)
 end
 return out

@@ -12,6 +12,7 @@
     ├── ReceiptLost               410: an acknowledged receipt that the capture store lost
     ├── Unavailable               503 + Retry-After: Redis, PostgreSQL or an actor is unreachable
     │   └── NotFenced             503 + Retry-After: the capture store is not fenced against the ledger
+    │       └── StoreRestarted    503 + Retry-After: the capture store restarted or failed over (scripts gone)
     ├── LedgerCorrupted           the stored ledger contradicts itself (gap, chain break, bad hash)
     ├── LedgerConflict            a captured (shard, seq) is recorded with another document: recording stops
     └── LedgerLive                an offline load (generated history) was pointed at a ledger capture is fenced against
@@ -152,6 +153,10 @@ class NotFenced(Unavailable):
 
     def to_json(self) -> dict:
         return {"error": "not_fenced", "reason": str(self), "retry_after_s": self.retry_after_s}
+
+
+class StoreRestarted(NotFenced):
+    """The capture store lost its scripts (restarted, failed over, flushed): re-fence every shard."""
 
 
 class LedgerConflict(PosrayError):

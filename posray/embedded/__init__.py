@@ -31,6 +31,7 @@ from posray.embedded.redis_server import (
     start_redis,
     stop_redis,
 )
+from posray.embedded.redis_set import ReplicatedRedis, start_replicated, stop_replicated
 from posray.embedded.postgres_server import (
     _pg_running,
     start_postgres,
@@ -38,9 +39,9 @@ from posray.embedded.postgres_server import (
 )
 
 __all__ = [
-    "ChildPostgres", "ChildRedis", "EmbeddedError", "ServerInfo", "free_port", "postgres_bin_dir",
-    "redis_binary", "server_status", "start_all", "start_postgres", "start_redis", "stop_all",
-    "stop_postgres", "stop_redis",
+    "ChildPostgres", "ChildRedis", "EmbeddedError", "ReplicatedRedis", "ServerInfo", "free_port",
+    "postgres_bin_dir", "redis_binary", "server_status", "start_all", "start_postgres",
+    "start_redis", "start_replicated", "stop_all", "stop_postgres", "stop_redis", "stop_replicated",
 ]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended, RedisCapture
 from posray.domain.chain import record_code, record_document
 from posray.domain.codes import display_code, make_code
-from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, Unavailable
+from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, StoreRestarted, Unavailable
 from posray.domain.fence import Fence
 from posray.domain.keys import OperatorKeys, fiscal_sign
 from posray.domain.transaction import Submission, document_hash, utc_iso_ms
@@ -158,6 +158,8 @@ async def _append_fenced(
         try:
             outcome = await capture.append(shard, now_ms, submissions, fence)
         except NotFenced as e:
+            if isinstance(e, StoreRestarted):  # every shard's fence is suspect, not only this one
+                fences.suspect_all()
             checked = fence
             fence = await fences.refence(shard, fence, str(e))
             if fence.keys_lost_at_ms != checked.keys_lost_at_ms:

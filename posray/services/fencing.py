@@ -62,6 +62,7 @@ class ShardFences:
         self._issued: dict[int, IssuedRanges] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._extending: dict[int, asyncio.Task] = {}
+        self._suspect: set[int] = set()  # shards to fence again before their next capture
         self.refences = 0
         self.losses: list[tuple[int, FencePlan]] = []  # (shard, plan) found by re-fencing, for metrics
 
@@ -81,9 +82,22 @@ class ShardFences:
         return await self._ledger.recorded(shard, older) if older else {}
 
     async def ensure(self, shard: int) -> Fence:
-        """The shard's fence, set first if this process has none."""
+        """The shard's fence, set first if this process has none or the store is suspect."""
         fence = self._fences.get(shard)
-        return fence if fence is not None else await self.refence(shard, None, "first capture")
+        if fence is None:
+            return await self.refence(shard, None, "first capture")
+        if shard in self._suspect:
+            return await self.refence(shard, fence, "the capture store restarted or failed over")
+        return fence
+
+    def suspect_all(self) -> None:
+        """The store restarted or failed over: fence every shard again before its next capture.
+
+        A promoted replica that carries the shard's fence would otherwise go on capturing under
+        it; fencing again compares what it holds with what this process acknowledged, so what
+        it lacks is recorded as lost at once instead of when a sequence is reissued.
+        """
+        self._suspect.update(self._fences)
 
     async def refence(self, shard: int, stale: Fence | None, why: str,
                       reissued_from: int | None = None) -> Fence:
@@ -107,6 +121,7 @@ class ShardFences:
             else:
                 raise NotFenced(f"shard {shard}: the capture store kept changing while being fenced", 1)
             self._fences[shard] = fence
+            self._suspect.discard(shard)
             self._issued[shard] = IssuedRanges(fence.floor)
             self.refences += 1
             log.warning("shard %d fenced: epoch %d, floor %d (%s)", shard, fence.epoch, fence.floor, why)

@@ -18,7 +18,7 @@ async def gather_status(settings: Settings) -> dict:
     """Per shard: captured (last sequence in Redis), backlog (stream length), recorded height,
     ledger lag (age of the oldest unrecorded document, s), checkpoint age (s; 0 when the
     recorded height is signed), unreleased conflicts and sequences a capture store lost."""
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.sentinels, settings.redis_master)
     stream = RedisShardStream(client, settings.key_prefix)
     pool = await create_pool(settings.pg_dsn, size_max=2)
     try:

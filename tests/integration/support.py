@@ -113,10 +113,12 @@ class Backends:
 
 @contextlib.asynccontextmanager
 async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_000_000,
-                   reservation: int = 1000):
-    client = connect(redis_url)
+                   reservation: int = 1000, replicas_min: int = 0, replicas_timeout_ms: int = 1000,
+                   sentinels: tuple = (), master: str | None = None, store_id: str | None = None):
+    """Real clients; with `sentinels`, through the primary they name (store_id: its fence identity)."""
+    client = connect(redis_url, sentinels, master)
     pool = await create_pool(dsn)
-    capture = RedisCapture(client, prefix, IDEMPOTENCY_TTL_S, backlog_max)
+    capture = RedisCapture(client, prefix, IDEMPOTENCY_TTL_S, backlog_max, replicas_min, replicas_timeout_ms)
     try:
         yield Backends(
             redis=client,
@@ -127,7 +129,7 @@ async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_0
             ledger=PgLedger(pool),
             terminals=PgTerminals(pool),
             fence_ledger=PgFences(pool),
-            fences=ShardFences(capture, PgFences(pool), f"{redis_url}#{prefix}", reservation,
+            fences=ShardFences(capture, PgFences(pool), store_id or f"{redis_url}#{prefix}", reservation,
                                keys_ttl_s=IDEMPOTENCY_TTL_S),
         )
     finally:

@@ -9,6 +9,7 @@ from posray.domain.errors import (
     InvalidDocument,
     LedgerConflict,
     NotFenced,
+    StoreRestarted,
     Overloaded,
     Unauthenticated,
     Unavailable,
@@ -22,6 +23,7 @@ from posray.domain.errors import (
     Overloaded("full", 3),
     Unavailable("down", 4),
     NotFenced("store restarted", 1),
+    StoreRestarted("scripts gone", 1),
     LedgerConflict("seq 5 differs", 3, (5, 6)),
 ])
 def test_an_error_survives_pickling_with_its_status_and_json(error):

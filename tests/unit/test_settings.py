@@ -126,3 +126,35 @@ class TestDerivedValues:
         assert settings.replicas == 2
         with pytest.raises(dataclasses.FrozenInstanceError):
             settings.replicas = 3
+
+
+class TestReplicatedCaptureSettings:
+    def test_sentinels_are_host_port_pairs_separated_by_commas(self):
+        settings = Settings.from_env({"POSRAY_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b:26380,[::1]:26381"})
+        assert settings.sentinels == (("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381))
+
+    def test_no_sentinels_by_default_and_capture_waits_for_no_replica(self):
+        settings = Settings()
+        assert (settings.sentinels, settings.capture_replicas_min) == ((), 0)
+
+    @pytest.mark.parametrize("text", ["10.0.0.1", "10.0.0.1:", ":26379", "host:port", "h:70000", "h:0"])
+    def test_a_malformed_sentinel_list_names_the_variable(self, text):
+        with pytest.raises(SettingsError, match="POSRAY_REDIS_SENTINELS"):
+            Settings.from_env({"POSRAY_REDIS_SENTINELS": text})
+
+    def test_sentinels_without_a_master_name_are_refused(self):
+        with pytest.raises(SettingsError, match="POSRAY_REDIS_MASTER"):
+            Settings.from_env({"POSRAY_REDIS_SENTINELS": "h:26379", "POSRAY_REDIS_MASTER": ""})
+
+    def test_a_negative_replica_count_is_refused(self):
+        with pytest.raises(SettingsError, match="POSRAY_CAPTURE_REPLICAS_MIN"):
+            Settings.from_env({"POSRAY_CAPTURE_REPLICAS_MIN": "-1"})
+
+    def test_the_store_id_of_a_sentinel_set_is_its_master_name_whatever_the_primary(self):
+        a = Settings(redis_url="redis://10.0.0.1:6379/0", redis_sentinels="s:26379", redis_master="pos")
+        b = a.replace(redis_url="redis://10.0.0.2:6379/0", redis_sentinels="t:26379")
+        assert a.capture_store_id == b.capture_store_id == "sentinel:pos#posray"
+
+    def test_the_store_id_without_sentinels_is_the_redacted_url(self):
+        settings = Settings(redis_url="redis://:secret@10.0.0.1:6379/0")
+        assert settings.capture_store_id == "redis://<credentials>@10.0.0.1:6379/0#posray"
