@@ -32,6 +32,9 @@ class Scenario:
     may_lose: bool = False
     # An operator answers the conflict alarm: `posray capture release` (every second here).
     operator_releases: bool = False
+    # The capture store the scenario needs: one Valkey ("single"), or a replicated set whose
+    # acks wait for a replica's AOF ("replicated", WAITAOF) or do not ("replicated-async").
+    stack: str = "single"
 
 
 def _kill_actor(kind: str) -> Callable[[FaultStack], str]:
@@ -88,6 +91,16 @@ SCENARIOS = {
     "forged-entry": Scenario("forged-entry", "forged stream entry at a recorded seq", fencing.forge_entry,
                              operator_releases=True),
 }
+SCENARIOS |= {
+    "primary-kill": Scenario("primary-kill", "kill -9 the primary, replica promoted (WAITAOF)",
+                             fencing.kill_lagging_primary, 5.0, fencing.restart_old_primary,
+                             may_lose=True, operator_releases=True, stack="replicated"),
+    "primary-kill-async": Scenario("primary-kill-async", "kill -9 the primary, replica promoted (no WAITAOF)",
+                                   fencing.kill_lagging_primary, 5.0, fencing.restart_old_primary,
+                                   may_lose=True, operator_releases=True, stack="replicated-async"),
+}
+STACKS = {"single": {}, "replicated": {"replicated": True, "capture_replicas_min": 1},
+          "replicated-async": {"replicated": True, "capture_replicas_min": 0}}
 FENCING = ("ledger-foreign", "redis-flush", "redis-rewind", "second-deployment", "forged-entry")
 
 

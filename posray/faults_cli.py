@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import multiprocessing
 import json
 import os
 import platform
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from posray.faults import SCENARIOS, run_scenario
+from posray.faults import SCENARIOS, STACKS, run_scenario
 from posray.faults_stack import FaultStack, FaultOptions
 
 EXPLAIN = {
@@ -82,6 +85,22 @@ EXPLAIN = {
         "the first deployment's store (`StoreMismatch`), so every capture call answers 503 and "
         "nothing it received gets a code. The first deployment does not notice. (If the store "
         "really moved, `posray capture rebind` hands the shards over, with a new epoch.)"),
+    "primary-kill": (
+        "Capture runs on a replicated set (a primary, 2 replicas, 3 sentinels; AOF with "
+        "`appendfsync always` on every node) and each capture call waits for one replica's AOF "
+        "(`POSRAY_CAPTURE_REPLICAS=1`: WAIT + WAITAOF pipelined with the script). The replicas are "
+        "paused (SIGSTOP) for 2 s, so they fall behind, then the primary is killed with SIGKILL and "
+        "they resume; the sentinels promote one. While the replicas lag, no call can be "
+        "acknowledged (503 + Retry-After: \"captured but not replicated\"); the terminals resend. "
+        "The IngestShards follow the sentinels to the new primary, whose missing scripts "
+        "(NOSCRIPT) make them fence every shard again under the same store id "
+        "(`sentinel:<master>#<prefix>`). Every acknowledged sale was on a replica's disk: none lost."),
+    "primary-kill-async": (
+        "The same fault without WAITAOF (`POSRAY_CAPTURE_REPLICAS=0`, Redis' asynchronous "
+        "replication): for the 2 s the replicas lag, the primary keeps acknowledging what only its "
+        "own AOF holds, and the promoted replica never received it. The IngestShards re-fence every "
+        "shard on the new primary and record, exactly, the sequences they had acknowledged above "
+        "what it holds; those sales are answered 410. Lost, and said so; never aliased."),
     "forged-entry": (
         "Someone with write access to the capture store appends to shard 0's stream an entry that "
         "carries an already-recorded sequence and another document. The recorder compares it with "
@@ -124,6 +143,23 @@ def cmd_faults(args) -> int:
 
 
 def run_faults(names: list[str], options: FaultOptions, say=print) -> list[dict]:
+    """Run the named scenarios one after another, on one private stack per kind of capture store
+    they need (one Valkey; a replicated set with or without WAITAOF); results in `names` order."""
+    results: dict[str, dict] = {}
+    groups = [(kind, [n for n in names if SCENARIOS[n].stack == kind]) for kind in STACKS]
+    groups = [(kind, group) for kind, group in groups if group]
+    for kind, group in groups:
+        group_options = dataclasses.replace(options, **STACKS[kind])
+        if len(groups) == 1:
+            results.update(zip(group, _run_group(group, group_options, say)))
+            continue
+        # Ray starts once per process: each stack gets a process of its own.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results.update(zip(group, pool.submit(_run_group, group, group_options).result()))
+    return [results[n] for n in names]
+
+
+def _run_group(names: list[str], options: FaultOptions, say=print) -> list[dict]:
     """Start a private stack, run the named scenarios one after another, stop the stack."""
     stack = FaultStack(options)
     try:

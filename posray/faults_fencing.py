@@ -189,3 +189,34 @@ def _first_line(text: str) -> str:
         if "captured by" in line or "NotFenced" in line:
             return line.strip()[:200]
     return text.strip().splitlines()[-1][:200] if text.strip() else "no reason given"
+
+
+REPLICA_LAG_S = 2.0  # how long the replicas fall behind before the primary dies
+
+
+def kill_lagging_primary(stack: FaultStack) -> str:
+    """The replicas fall behind (SIGSTOP for REPLICA_LAG_S), then kill -9 the primary; the
+    replicas resume and the sentinels promote one. Without WAITAOF, what the primary acknowledged
+    in those seconds is on no replica; with it, nothing unreplicated was acknowledged."""
+    r = stack.redis
+    old = r.primary_port()
+    replicas = [folder for folder in r.node_dirs if folder != r.node_of(old)]
+    for folder in replicas:
+        r.pause(folder)
+    try:
+        time.sleep(REPLICA_LAG_S)
+        r.kill(r.node_of(old))
+    finally:
+        for folder in replicas:
+            r.resume(folder)
+    new = r.wait_promoted(old)
+    stack.old_primary = old
+    return (f"replicas paused {REPLICA_LAG_S:g} s, then kill -9 the primary (:{old}); "
+            f"the sentinels promoted :{new}")
+
+
+def restart_old_primary(stack: FaultStack) -> str:
+    """The killed primary comes back; the sentinels make it a replica of the new one."""
+    r = stack.redis
+    pid = r.restart(r.node_of(stack.old_primary)).pid
+    return f"the old primary restarted (pid {pid}) and rejoined as a replica"

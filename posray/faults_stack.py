@@ -16,11 +16,12 @@ import httpx
 
 from posray.bench import loadgen, workload
 from posray.bench.ledger import check_exactly_once
-from posray.embedded import ChildPostgres, ChildRedis, free_port
+from posray.embedded import ChildPostgres, ChildRedis, ReplicatedRedis, free_port
 from posray.faults_load import Stream
 from posray.settings import Settings
 
 BATCH_SIZE = 10
+REPLICAS = 2  # of a replicated stack: with acks waiting for one, capture goes on after a failover
 READY_TIMEOUT_S = 180
 
 
@@ -39,6 +40,10 @@ class FaultOptions:
     drain_timeout_s: float = 180.0
     replicas: int = 2  # Serve replicas (a second one keeps serving while one is killed)
     pg_fsync: bool = True  # False only for throwaway test runs
+    # Capture on a replicated set (primary, 2 replicas, 3 sentinels) instead of one Valkey;
+    # capture_replicas_min: replicas whose AOF must hold a write before its ack (WAITAOF), 0: none.
+    replicated: bool = False
+    capture_replicas_min: int = 0
 
     def documents_per_scenario(self) -> tuple[int, int]:
         """(single-document requests, batch requests) one scenario may send."""
@@ -53,7 +58,9 @@ class FaultStack:
     def __init__(self, options: FaultOptions, root: Path | None = None):
         self.options = options
         self.root = Path(root or tempfile.mkdtemp(prefix="posray-faults-"))
-        self.redis = ChildRedis(self.root / "redis")
+        self.redis = (ReplicatedRedis(self.root / "redis-set", replicas=REPLICAS, down_after_ms=1000,
+                                      failover_timeout_ms=3000)
+                      if options.replicated else ChildRedis(self.root / "redis"))
         self.pg = ChildPostgres(self.root / "postgres", fsync=options.pg_fsync)
         self.settings: Settings | None = None
         self.series = None
@@ -62,6 +69,7 @@ class FaultStack:
         self._client = None
         self._pool = None
         self.second_deployment: dict | None = None  # what the second-deployment scenario saw
+        self.old_primary: int | None = None  # the port of the primary a scenario killed
 
     def start(self, scenarios: int, say=print) -> None:
         """Start the servers, sign the documents, register the terminals, start Ray and posray."""
@@ -69,13 +77,19 @@ class FaultStack:
 
         self.redis.start()
         self.pg.start()
-        say(f"Valkey (AOF, appendfsync always) on {self.redis.url}, PostgreSQL on port {self.pg.port}")
+        if self.options.replicated:
+            redis = self.redis.settings_changes(self.options.capture_replicas_min)
+            say(f"Valkey primary + {REPLICAS} replicas + 3 sentinels (AOF, appendfsync always, acks wait for "
+                f"{self.options.capture_replicas_min} replica(s)), PostgreSQL on port {self.pg.port}")
+        else:
+            redis = {"redis_url": self.redis.url}
+            say(f"Valkey (AOF, appendfsync always) on {self.redis.url}, PostgreSQL on port {self.pg.port}")
         dsn = asyncio.run(_create_database(self.pg.info.url))
         port, tag = free_port(), uuid.uuid4().hex[:8]
         seed = self.root / "keys" / "operator.seed"
         create_seed(seed)
         self.settings = Settings(
-            redis_url=self.redis.url, pg_dsn=dsn, data_dir=self.root / "posray", operator_seed_file=seed,
+            **redis, pg_dsn=dsn, data_dir=self.root / "posray", operator_seed_file=seed,
             key_prefix=f"faults{tag}", ray_namespace=f"posray-faults-{tag}", http_port=port,
             public_base_url=f"http://127.0.0.1:{port}", replicas=self.options.replicas, shard_count=4,
             ingest_actors=2, ledger_actors=2, ledger_batch_wait_ms=100,
@@ -141,7 +155,8 @@ class FaultStack:
         from posray.adapters.redis_capture import connect
         from posray.adapters.redis_keys import recorded_key, seq_key
 
-        self._client = self._client or connect(self.settings.redis_url, socket_timeout=1,
+        s = self.settings
+        self._client = self._client or connect(s.redis_url, s.sentinels, s.redis_master, socket_timeout=1,
                                                socket_connect_timeout=1)
         prefix = self.settings.key_prefix
         try:
@@ -226,7 +241,8 @@ class FaultStack:
         from posray.adapters.redis_idempotency import RedisIdempotencyKeys
         from posray.services.reconcile import reconcile
 
-        client = connect(self.settings.redis_url)
+        s = self.settings
+        client = connect(s.redis_url, s.sentinels, s.redis_master)
         try:
             pool = await self._pg()
             found = await reconcile(RedisIdempotencyKeys(client, self.settings.key_prefix), PgLedger(pool),
