@@ -34,10 +34,13 @@ from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_capture import RedisCapture
 from posray.domain.errors import (
     DocumentRejected,
-    InvalidDocument,
+    InvalidRequest,
     NotFound,
+    OperatorOnly,
     Overloaded,
     PosrayError,
+    RateLimited,
+    TooLarge,
     Unavailable,
 )
 from posray.domain.keys import OperatorKeys
@@ -50,6 +53,7 @@ from posray.services.intake import Intake
 from posray.services.ratelimit import RateLimiter, client_address, retry_after_s
 from posray.settings import Settings
 from deployments import merchant_api, openapi, params
+from deployments.api import errors
 from deployments.receipt_page import content_security_policy, render_receipt_page
 
 log = logging.getLogger("posray.http")
@@ -94,19 +98,6 @@ class Backend:
             self.limiter = RateLimiter(s.public_rate_per_s, s.public_burst, s.public_clients_max)
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, body: dict, headers: list | None = None):
-        self.status, self.body, self.headers = status, body, headers or []
-
-
-def _error_response(e: PosrayError) -> HttpError:
-    headers = []
-    retry = getattr(e, "retry_after_s", None)
-    if retry is not None:
-        headers.append((b"retry-after", str(retry).encode()))
-    return HttpError(e.status, e.to_json(), headers)
-
-
 class PosrayApi:
     """The ASGI callable; `backend` is awaited lazily on the first request."""
 
@@ -118,14 +109,8 @@ class PosrayApi:
             return
         try:
             status, body, headers = await self._route(scope, receive)
-        except HttpError as e:
-            status, body, headers = e.status, orjson.dumps(e.body), JSON + e.headers
-        except PosrayError as e:
-            err = _error_response(e)
-            status, body, headers = err.status, orjson.dumps(err.body), JSON + err.headers
-        except Exception:  # never leak internals (or secrets) to the client
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            status, body, headers = 500, b'{"error":"internal","reason":"unexpected server error"}', JSON
+        except Exception as e:
+            status, body, headers = errors.failed(e, scope.get("method"), scope.get("path"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -162,14 +147,14 @@ class PosrayApi:
         if path.startswith("/v1/admin/"):
             _authorize(scope, backend.keys)
             return await self._admin(backend, method, path, scope, receive)
-        raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
+        raise NotFound(f"no route for {method} {path}")
 
     async def _ready(self):
         try:
             backend = await self._backend()
             readiness = await backend.readiness()
         except Exception as e:  # the replica could not even build its connections
-            reason = str(e) if isinstance(e, PosrayError) else type(e).__name__
+            reason = str(e) if errors.shown(e) else type(e).__name__
             readiness = Readiness(False, {"replica": reason})
         return (200 if readiness.ready else 503), orjson.dumps(readiness.to_json()), JSON
 
@@ -195,15 +180,15 @@ class PosrayApi:
     async def _batch(self, backend: Backend, raw: bytes, started: float):
         body = _parse_json(raw)
         if not isinstance(body, dict) or not isinstance(body.get("documents"), list):
-            raise InvalidDocument("documents", "must be a list of documents", status=400)
+            raise InvalidRequest("documents", "must be a list of documents")
         if set(body) - {"documents"}:
-            raise InvalidDocument(sorted(set(body) - {"documents"})[0], "is not a known field", 400)
+            raise InvalidRequest(sorted(set(body) - {"documents"})[0], "is not a known field")
         documents = body["documents"]
         limit = backend.settings.batch_documents_max
         if len(documents) > limit:
-            raise InvalidDocument("documents", f"{len(documents)} documents; at most {limit} per batch", 413)
+            raise TooLarge("documents", f"{len(documents)} documents; at most {limit} per batch")
         if not documents:
-            raise InvalidDocument("documents", "is empty", status=400)
+            raise InvalidRequest("documents", "is empty")
         results = await self._accept(backend, documents)
         _observe(backend, "batch", started, results, documents)
         base = backend.settings.public_base_url
@@ -225,7 +210,7 @@ class PosrayApi:
         parts = path.split("/")  # ["", "v1", "log", shard, what]
         shard_ok = len(parts) == 5 and parts[3].isascii() and parts[3].isdigit() and len(parts[3]) <= 5
         if not shard_ok or int(parts[3]) >= backend.settings.shard_count:
-            raise HttpError(404, {"error": "not_found", "reason": "no such shard log"})
+            raise NotFound("no such shard log")
         shard = int(parts[3])
         if parts[4] == "checkpoint":
             found = await backend.ledger.checkpoint(shard, _int_param(scope, "tree_size"))
@@ -235,15 +220,15 @@ class PosrayApi:
         if parts[4] == "consistency":
             first, second = _int_param(scope, "first"), _int_param(scope, "second")
             if first is None or second is None:
-                raise InvalidDocument("first", "first and second tree sizes are required", 400)
+                raise InvalidRequest("first", "first and second tree sizes are required")
             return 200, orjson.dumps(await proofs.consistency(backend.ledger, shard, first, second)), JSON
-        raise HttpError(404, {"error": "not_found", "reason": f"no route for GET {path}"})
+        raise NotFound(f"no route for GET {path}")
 
     async def _by_fields(self, backend: Backend, scope) -> dict:
         query = params.query(scope)
         for name in ("terminal_id", "counter", "date", "total_minor"):
             if name not in query:
-                raise InvalidDocument(name, "is required", status=400)
+                raise InvalidRequest(name, "is required")
         terminal_id = params.terminal_id(query["terminal_id"])
         counter = params.integer(query["counter"], "counter", 1, 2**53 - 1)
         day = params.day(query["date"], "date")
@@ -258,7 +243,7 @@ class PosrayApi:
             receipt = await lookup.by_code(backend.ledger, backend.capture, backend.fences, backend.keys.code, code)
             status = 200
         except PosrayError as e:
-            receipt, status = {"error": e.to_json()}, e.status
+            receipt, status = {"error": e.to_json()}, errors.status_of(e)
         html = render_receipt_page(receipt)
         return status, html.encode(), [(b"content-type", b"text/html; charset=utf-8"),
                                        (b"content-security-policy", content_security_policy().encode()),
@@ -270,14 +255,14 @@ class PosrayApi:
         if method == "POST" and path == "/v1/admin/terminals":
             body = _parse_json(await _body(scope, receive, backend.settings))
             if not isinstance(body, dict):
-                raise InvalidDocument("body", "must be a JSON object", status=400)
+                raise InvalidRequest("body", "must be a JSON object")
             for name in ("terminal_id", "merchant_id"):
                 if not isinstance(body.get(name), str):
-                    raise InvalidDocument(name, "is required (string)", status=400)
+                    raise InvalidRequest(name, "is required (string)")
             for name in ("label", "merchant_name"):
                 value = body.get(name)
                 if value is not None and not (isinstance(value, str) and _printable(value, 128)):
-                    raise InvalidDocument(name, "must be a string of 1-128 printable characters", 400)
+                    raise InvalidRequest(name, "must be a string of 1-128 printable characters")
             reg = await terminal_service.register(
                 backend.terminals, backend.keys.terminal_master, body["terminal_id"],
                 body["merchant_id"], body.get("label"), body.get("merchant_name"),
@@ -290,7 +275,7 @@ class PosrayApi:
             row = await backend.terminals.revoke(params.terminal_id(parts[4]))
             out = {"terminal_id": row.terminal_id, "status": "revoked"}
             return 200, orjson.dumps(out), JSON
-        raise HttpError(404, {"error": "not_found", "reason": f"no route for {method} {path}"})
+        raise NotFound(f"no route for {method} {path}")
 
 
 def _observe(backend: Backend, endpoint: str, started: float, results: list, documents: list = ()) -> None:
@@ -318,15 +303,14 @@ def _reason(error: Exception) -> str:
 
 
 def _rejected(error: PosrayError) -> dict:
-    return {"status": "rejected", "status_code": error.status, **error.to_json()}
+    return {"status": "rejected", "status_code": errors.status_of(error), **error.to_json()}
 
 
 def _authorize(scope, keys: OperatorKeys) -> None:
     header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
     token = header[7:] if header.startswith("Bearer ") else ""
     if not hmac.compare_digest(token.encode(), keys.api_token.encode()):
-        raise HttpError(401, {"error": "unauthorized", "reason": "operator token required"},
-                        [(b"www-authenticate", b"Bearer")])
+        raise OperatorOnly("operator token required")
 
 
 def _limit(scope, backend: Backend) -> None:
@@ -335,8 +319,7 @@ def _limit(scope, backend: Backend) -> None:
     wait_s = backend.limiter.acquire(client)
     if wait_s > 0:
         seconds = retry_after_s(wait_s)
-        raise HttpError(429, {"error": "rate_limited", "reason": "too many requests from this address",
-                              "retry_after_s": seconds}, [(b"retry-after", str(seconds).encode())])
+        raise RateLimited("too many requests from this address", seconds)
 
 
 def _log_key(backend: Backend) -> dict:
@@ -366,12 +349,12 @@ def _parse_json(raw: bytes):
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise InvalidDocument("body", f"is not valid JSON ({e.msg} at byte {e.pos})", status=400) from None
+        raise InvalidRequest("body", f"is not valid JSON ({e.msg} at byte {e.pos})") from None
     if b"{" in raw:
         try:
             json.loads(raw, object_pairs_hook=_refuse_duplicates)
         except RecursionError:
-            raise InvalidDocument("body", "is nested too deeply", status=400) from None
+            raise InvalidRequest("body", "is nested too deeply") from None
     return parsed
 
 
@@ -380,7 +363,7 @@ def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
         seen: set[str] = set()
         for name, _ in pairs:
             if name in seen:
-                raise InvalidDocument(name, "appears twice in one object (duplicate JSON member)", status=400)
+                raise InvalidRequest(name, "appears twice in one object (duplicate JSON member)")
             seen.add(name)
 
 
@@ -388,7 +371,7 @@ async def _body(scope, receive, settings: Settings) -> bytes:
     limit = settings.body_bytes_max
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise InvalidDocument("body", f"is larger than {limit} bytes", status=413)
+        raise TooLarge("body", f"is larger than {limit} bytes")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -397,7 +380,7 @@ async def _body(scope, receive, settings: Settings) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise InvalidDocument("body", f"is larger than {limit} bytes", status=413)
+            raise TooLarge("body", f"is larger than {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)

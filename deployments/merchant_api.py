@@ -16,7 +16,7 @@ from __future__ import annotations
 import orjson
 
 from deployments import params
-from posray.domain.errors import InvalidDocument, Unauthenticated
+from posray.domain.errors import InvalidRequest, Unauthenticated
 from posray.services import merchants as merchant_service
 from posray.services.ratelimit import client_address, retry_after_s
 
@@ -101,7 +101,7 @@ def _limit_param(query: dict[str, str]) -> int:
     if value is None:
         return merchant_service.DOCUMENTS_LIMIT_DEFAULT
     if not (value.isascii() and value.isdigit()) or len(value) > 6:
-        raise InvalidDocument("limit", f"must be 1..{merchant_service.DOCUMENTS_LIMIT_MAX}", 400)
+        raise InvalidRequest("limit", f"must be 1..{merchant_service.DOCUMENTS_LIMIT_MAX}")
     return int(value)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from posray.domain.errors import PosrayError
+
 
 @dataclass(frozen=True, slots=True)
 class StoreState:
@@ -55,7 +57,7 @@ class FencePlan:
     reason: str
 
 
-class StoreMismatch(ValueError):
+class StoreMismatch(PosrayError, ValueError):
     """The ledger's shard is captured by another store; refusing to take it over silently."""
 
 

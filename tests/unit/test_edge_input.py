@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from deployments import params
+from deployments.api.errors import status_of
 from deployments.http_api import _parse_json
 from posray.domain.errors import InvalidDocument
 
@@ -14,7 +15,7 @@ from posray.domain.errors import InvalidDocument
 def refused(call, *args) -> InvalidDocument:
     with pytest.raises(InvalidDocument) as caught:
         call(*args)
-    assert caught.value.status == 400
+    assert status_of(caught.value) == 400
     return caught.value
 
 
