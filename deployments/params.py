@@ -80,3 +80,8 @@ def terminal_id(value: str | None, name: str = "terminal_id") -> str | None:
     if not TERMINAL_ID.fullmatch(value):
         raise InvalidRequest(name, "must be 1-32 characters of A-Z a-z 0-9 _ . -, the first a letter or digit")
     return value
+
+
+def query_integer(scope, name: str) -> int | None:
+    """The query parameter `name` as an integer 0..BIGINT_MAX, or None when absent (see integer)."""
+    return integer(query(scope).get(name), name)

@@ -21,12 +21,17 @@ _CONVERTORS = {None: "[^/]*", "path": ".*"}
 
 @dataclass(slots=True)
 class Request:
-    """What a handler gets: the ASGI scope and receive, its path parameters and the backend."""
+    """What a handler gets: the ASGI scope and receive, its path parameters and the backend.
+
+    `backend` is None for a route declared with backend=False; `build` awaits it (and raises
+    what building it raises), for /readyz.
+    """
 
     scope: dict
     receive: Callable[[], Awaitable[dict]]
     params: dict[str, str]
     backend: Any
+    build: Callable[[], Awaitable[Any]]
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -6,9 +6,12 @@ tree (posray.domain.tlog). Proofs are computed from the stored subtree hashes wi
 
 from __future__ import annotations
 
+import base64
+
 from posray.adapters.pg_ledger import PgLedger
 from posray.domain import tlog
 from posray.domain.errors import AuditDivergence, InvalidRequest, NotFound
+from posray.domain.note import NoteSigner
 
 
 def _computed(shard: int, compute):
@@ -71,4 +74,27 @@ async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> 
         "first": first,
         "second": second,
         "consistency_proof": [h.hex() for h in _computed(shard, lambda: tlog.proof_hashes(ranges, stored))],
+    }
+
+
+async def checkpoint_note(ledger: PgLedger, shard: int, tree_size: int | None = None) -> str:
+    """The signed note of `shard`'s latest checkpoint, or of the one at `tree_size`.
+
+    Raises:
+        NotFound: no checkpoint of this size (or none yet).
+    """
+    found = await ledger.checkpoint(shard, tree_size)
+    if found is None:
+        raise NotFound("no checkpoint of this size (or none yet)")
+    return found[2]
+
+
+def log_key(key_name: str, signing_seed: bytes, origins: list[str]) -> dict:
+    """The logs' verifier key, as witnesses and verifiers fetch it."""
+    signer = NoteSigner(key_name, signing_seed)
+    return {
+        "key_name": signer.name,
+        "verifier_key": signer.verifier_key(),
+        "public_key_ed25519": base64.b64encode(signer.public_key).decode(),
+        "origins": origins,
     }

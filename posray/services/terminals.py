@@ -56,6 +56,15 @@ async def register(
     return Registered(row.terminal_id, row.merchant_id, row.key_version, key.hex())
 
 
+async def revoke(terminals: PgTerminals, terminal_id: str) -> TerminalRow:
+    """Revoke a terminal (idempotent); its documents are refused within the directory's poll.
+
+    Raises:
+        NotFound: no such terminal.
+    """
+    return await terminals.revoke(terminal_id)
+
+
 def read_import_file(path: Path, rows_max: int = 20_000_000) -> list[tuple[str, str, str | None]]:
     """Read a CSV of terminal_id,merchant_id[,label] (header line optional).
 

@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 
 from deployments import params
+from deployments.api.bodies import parse_json as _parse_json
 from deployments.api.errors import status_of
-from deployments.http_api import _parse_json
 from posray.domain.errors import InvalidDocument
 
 
