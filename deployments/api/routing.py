@@ -104,4 +104,4 @@ def compile_template(template: str) -> re.Pattern:
         out.append(f"(?P<{parameter[1]}>{_CONVERTORS[parameter[2]]})")
         at = parameter.end()
     out.append(re.escape(template[at:]))
-    return re.compile("".join(out))
+    return re.compile("".join(out), re.DOTALL)  # a decoded path may hold a newline: it is matched too

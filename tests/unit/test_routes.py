@@ -90,6 +90,7 @@ class TestResolvingDocumentedRoutes:
         route, found = ROUTER.resolve("GET", "/v1/receipts/a/b/proof")
         assert (route.handler, found) == (receipts.proof, {"code": "a/b"})
         assert ROUTER.resolve("GET", "/r/")[1] == {"code": ""}
+        assert ROUTER.resolve("GET", "/r/\x8d\n")[1] == {"code": "\x8d\n"}  # found by the API fuzzer
 
     def test_the_transactions_routes_are_exact_lookups_that_try_no_template(self):
         router = Router(ROUTES)
