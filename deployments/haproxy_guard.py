@@ -18,6 +18,8 @@ import stat
 import sys
 from pathlib import Path
 
+from posray.domain.errors import SetupError
+
 # Whole request (headers and, with http-buffer-request, the body up to tune.bufsize) within this.
 HTTP_REQUEST_TIMEOUT_S = 10
 LOOPBACK = "127.0.0.1"
@@ -31,7 +33,7 @@ main({real!r}, sys.argv[1:])
 """
 
 
-class UnsafeConfig(RuntimeError):
+class UnsafeConfig(SetupError, RuntimeError):
     """A hardening rule found nothing to apply to: Ray's template changed."""
 
 

@@ -14,7 +14,8 @@ from ray import serve
 
 from actors.metrics import IngressMetrics
 from actors.placement import ingest_name, ledger_name, owned_shards, owner_of
-from deployments.http_api import Backend, PosrayApi
+from deployments.api.backend import Backend
+from deployments.http_api import PosrayApi
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import check_layout, create_pool
 from posray.adapters.pg_fences import PgFences

@@ -1,14 +1,18 @@
 """The OpenAPI 3.1 document of posray's public HTTP routes, served at /openapi.json.
 
-Hand-written next to the router so that a fuzzer (tests/cluster/test_api_contract.py) can
-check the server against it: every status a route answers is listed with its body's schema.
+Derived from the route table (deployments/http_api.py): each documented route's operation is
+written here, keyed by (path, method), so that a fuzzer (tests/cluster/test_api_contract.py)
+can check the server against it: every status a route answers is listed with its body's
+schema. A documented route without an operation fails when the document is built.
 The wire format of a document is the pydantic model of posray.wire, rendered as JSON Schema.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 
+from deployments.api.routing import ANY, Route
 from posray.wire import Document
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {
@@ -51,8 +55,37 @@ _BEARER = [{"bearer": []}]
 
 
 @functools.cache
-def document() -> dict:
-    """The OpenAPI 3.1 document (built once; JSON-serialisable)."""
+def document(routes: tuple[Route, ...]) -> dict:
+    """The OpenAPI 3.1 document of the table's documented routes (built once; JSON-serialisable).
+
+    Raises:
+        KeyError: a documented route has no operation here.
+    """
+    known = _operations()
+    paths: dict[str, dict] = {}
+    for route in routes:
+        if route.documented:
+            path = _CONVERTOR.sub(r"{\1}", route.path)
+            method = "get" if route.method == ANY else route.method.lower()
+            paths.setdefault(path, {})[method] = known[(path, method)]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "posray", "version": "1",
+                 "description": "POS transaction capture with a tamper-evident ledger; see docs/protocol.md."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": _ERROR, "Document": _document_schema()},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+_CONVERTOR = re.compile(r"{([a-z_]+):[a-z]+}")
+
+
+@functools.cache
+def _operations() -> dict[tuple[str, str], dict]:
+    """Each route's operation by (path template, lower-case method)."""
     code = [_path("code")]
     paths = {
         "/v1/transactions": {"post": {
@@ -124,16 +157,7 @@ def document() -> dict:
             "503": {"description": "not ready", **_json(_OBJECT)}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": _responses(_OBJECT, errors=())}},
     }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "posray", "version": "1",
-                 "description": "POS transaction capture with a tamper-evident ledger; see docs/protocol.md."},
-        "paths": paths,
-        "components": {
-            "schemas": {"Error": _ERROR, "Document": _document_schema()},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
+    return {(path, method): op for path, ops in paths.items() for method, op in ops.items()}
 
 
 def _document_schema() -> dict:

@@ -11,7 +11,7 @@ import re
 from datetime import date
 from urllib.parse import parse_qsl
 
-from posray.domain.errors import InvalidDocument
+from posray.domain.errors import InvalidRequest
 
 BIGINT_MAX = 2**63 - 1
 # The day after it must exist too: ranges are [day, day + 1) in UTC.
@@ -24,13 +24,13 @@ def query(scope, allowed: frozenset | None = None) -> dict[str, str]:
     """The query string as a dict (the last value of a repeated name wins).
 
     Raises:
-        InvalidDocument: a name not in `allowed` (when given), 400.
+        InvalidRequest: a name not in `allowed` (when given), 400.
     """
     params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
     if allowed is not None:
         unknown = sorted(set(params) - allowed)
         if unknown:
-            raise InvalidDocument(unknown[0], "is not a parameter of this endpoint", 400)
+            raise InvalidRequest(unknown[0], "is not a parameter of this endpoint")
     return params
 
 
@@ -38,15 +38,15 @@ def integer(value: str | None, name: str, low: int = 0, high: int = BIGINT_MAX) 
     """An ASCII decimal integer in [low, high], or None when absent.
 
     Raises:
-        InvalidDocument: not digits, or out of range (400).
+        InvalidRequest: not digits, or out of range (400).
     """
     if value is None:
         return None
     if not (value.isascii() and value.isdigit()) or len(value) > len(str(high)):
-        raise InvalidDocument(name, f"must be an integer {low}..{high}", 400)
+        raise InvalidRequest(name, f"must be an integer {low}..{high}")
     number = int(value)
     if not low <= number <= high:
-        raise InvalidDocument(name, f"must be an integer {low}..{high}", 400)
+        raise InvalidRequest(name, f"must be an integer {low}..{high}")
     return number
 
 
@@ -54,18 +54,18 @@ def day(value: str | None, name: str) -> date:
     """A date YYYY-MM-DD up to DATE_MAX.
 
     Raises:
-        InvalidDocument: missing, malformed or out of range (400).
+        InvalidRequest: missing, malformed or out of range (400).
     """
     if value is None:
-        raise InvalidDocument(name, "is required (YYYY-MM-DD)", 400)
+        raise InvalidRequest(name, "is required (YYYY-MM-DD)")
     try:
         if not _DATE.fullmatch(value):
             raise ValueError(value)
         parsed = date.fromisoformat(value)
     except ValueError:
-        raise InvalidDocument(name, "must be a date YYYY-MM-DD", 400) from None
+        raise InvalidRequest(name, "must be a date YYYY-MM-DD") from None
     if parsed > DATE_MAX:
-        raise InvalidDocument(name, f"must not be after {DATE_MAX.isoformat()}", 400)
+        raise InvalidRequest(name, f"must not be after {DATE_MAX.isoformat()}")
     return parsed
 
 
@@ -73,10 +73,15 @@ def terminal_id(value: str | None, name: str = "terminal_id") -> str | None:
     """A terminal id of the wire format (docs/protocol.md 2.1), or None when absent.
 
     Raises:
-        InvalidDocument: not 1-32 characters of A-Z a-z 0-9 _ . - starting with a letter or digit (400).
+        InvalidRequest: not 1-32 characters of A-Z a-z 0-9 _ . - starting with a letter or digit (400).
     """
     if value is None:
         return None
     if not TERMINAL_ID.fullmatch(value):
-        raise InvalidDocument(name, "must be 1-32 characters of A-Z a-z 0-9 _ . -, the first a letter or digit", 400)
+        raise InvalidRequest(name, "must be 1-32 characters of A-Z a-z 0-9 _ . -, the first a letter or digit")
     return value
+
+
+def query_integer(scope, name: str) -> int | None:
+    """The query parameter `name` as an integer 0..BIGINT_MAX, or None when absent (see integer)."""
+    return integer(query(scope).get(name), name)

@@ -13,11 +13,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from posray.domain.errors import SetupError
+
 DEFAULT_DATA_DIR = Path(".posray")
 STATE_FILE = "state.json"
 
 
-class NoDeployment(RuntimeError):
+class NoDeployment(SetupError, RuntimeError):
     """The command needs a deployment (or a setting) that could not be found."""
 
 

@@ -11,8 +11,10 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from posray.domain.errors import SetupError
 
-class SettingsError(ValueError):
+
+class SettingsError(SetupError, ValueError):
     """A POSRAY_* variable holds a value of the wrong type or range."""
 
 

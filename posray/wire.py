@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from posray.domain.codes import normalize_code
-from posray.domain.errors import CodeMalformed, InvalidDocument
+from posray.domain.errors import CodeMalformed, InvalidDocument, InvalidRequest
 
 MONEY_MAX = 10**13
 Money = Annotated[int, Field(ge=0, le=MONEY_MAX)]
@@ -77,7 +77,7 @@ def validate_document(raw) -> None:
         InvalidDocument: naming the first offending field as a dotted path, e.g. items[2].qty_milli.
     """
     if not isinstance(raw, dict):
-        raise InvalidDocument("document", "must be a JSON object", status=400)
+        raise InvalidRequest("document", "must be a JSON object")
     try:
         Document.model_validate(raw)
     except ValidationError as e:

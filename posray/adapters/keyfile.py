@@ -7,10 +7,11 @@ import secrets
 import stat
 from pathlib import Path
 
+from posray.domain.errors import SetupError
 from posray.domain.keys import SEED_BYTES, OperatorKeys
 
 
-class KeyFileError(RuntimeError):
+class KeyFileError(SetupError, RuntimeError):
     """The seed file is missing, malformed or readable by others."""
 
 

@@ -9,7 +9,7 @@ import asyncpg
 
 from posray.adapters.pg import translated
 from posray.domain.chain import BatchHeader, ChainHead
-from posray.domain.errors import LedgerCorrupted
+from posray.domain.errors import LedgerRace
 
 ENTRY_COLUMNS = (
     "shard", "seq", "batch_no", "leaf_index", "terminal_id", "counter",
@@ -78,7 +78,7 @@ class PgLedger:
         """Write the batch header, its rows (COPY) and the log subtrees it completes, in ONE transaction.
 
         Raises:
-            LedgerCorrupted: the batch number or a sequence is already recorded, i.e. another
+            LedgerRace: the batch number or a sequence is already recorded, i.e. another
                 writer advanced this shard (the caller reloads its head).
         """
         header_hash = header.hash()
@@ -107,7 +107,7 @@ class PgLedger:
                             records=[(header.shard, lv, ix, h) for (lv, ix), h in nodes.items()],
                         )
             except asyncpg.UniqueViolationError as e:
-                raise LedgerCorrupted(
+                raise LedgerRace(
                     f"shard {header.shard}: batch {header.batch_no} or one of its sequences"
                     " is already recorded"
                 ) from e

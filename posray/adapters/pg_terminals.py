@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 import asyncpg
 
 from posray.adapters.pg import translated
-from posray.domain.errors import InvalidDocument, NotFound
+from posray.domain.errors import AlreadyRegistered, NotFound
 
 # Writers of terminals hold this transaction lock while they take revisions, so revisions
 # become visible in commit order: otherwise a poller could pass a revocation still in flight
@@ -53,7 +53,7 @@ class PgTerminals:
 
         Raises:
             NotFound: the merchant is not registered.
-            InvalidDocument: the terminal id is already taken (409).
+            AlreadyRegistered: the terminal id is already taken (409).
         """
         async with translated(), self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _REVISION_LOCK)
@@ -66,7 +66,7 @@ class PgTerminals:
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound(f"merchant {merchant_id!r} is not registered") from None
             except asyncpg.UniqueViolationError:
-                raise InvalidDocument("terminal_id", "is already registered", status=409) from None
+                raise AlreadyRegistered("terminal_id", "is already registered") from None
         return _row(r)
 
     async def import_terminals(self, rows: list[tuple[str, str, str | None]],
@@ -78,7 +78,7 @@ class PgTerminals:
         so far (every PROGRESS_EVERY rows); they are registered only when it commits.
 
         Raises:
-            InvalidDocument: a terminal id in the file is already registered (409).
+            AlreadyRegistered: a terminal id in the file is already registered (409).
         """
         merchants = sorted({m for _, m, _ in rows})
         async with translated(), self._pool.acquire() as conn:
@@ -93,8 +93,8 @@ class PgTerminals:
                         "terminals", records=_counted(rows, progress), columns=("terminal_id", "merchant_id", "label")
                     )
                 except asyncpg.UniqueViolationError as e:
-                    raise InvalidDocument(
-                        "terminal_id", f"already registered ({e.detail or 'duplicate'})", status=409
+                    raise AlreadyRegistered(
+                        "terminal_id", f"already registered ({e.detail or 'duplicate'})"
                     ) from None
         return len(rows)
 

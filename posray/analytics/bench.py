@@ -22,13 +22,14 @@ from polars.testing import assert_frame_equal
 from posray.analytics.partial import FISCAL, RETAIL, fiscal_results, retail_results
 from posray.analytics.snapshot import SCHEMAS
 from posray.adapters.parquet_snapshot import part_files, scan_table
+from posray.domain.errors import PosrayError
 
 REPORTS = ("fiscal", "retail")
 REL_TOL = 1e-9
 Results = dict[str, pl.DataFrame]
 
 
-class EnginesDisagree(AssertionError):
+class EnginesDisagree(PosrayError, AssertionError):
     """Two engines gave different results for the same query on the same files."""
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from posray.domain.errors import LedgerCorrupted
+from posray.domain.errors import AuditDivergence
 from posray.domain.merkle import leaf_hash
 
 TABLES = ("documents", "items")
@@ -75,11 +75,11 @@ def decode_page(page) -> tuple[pl.DataFrame, pl.DataFrame]:
     being read, so a snapshot never carries a row the audit would reject.
 
     Raises:
-        LedgerCorrupted: a record does not match its leaf hash, position or format version.
+        AuditDivergence: a record does not match its leaf hash, position or format version.
     """
     for seq, record, stored in zip(page.seq, page.record, page.leaf_hash):
         if leaf_hash(record) != stored:
-            raise LedgerCorrupted(f"shard {page.shard} seq {seq}: record does not match its leaf hash")
+            raise AuditDivergence(f"shard {page.shard} seq {seq}: record does not match its leaf hash")
     raw = pl.DataFrame(
         {"seq": page.seq, "batch_no": page.batch_no, "leaf_index": page.leaf_index,
          "merchant_id": page.merchant_id, "store": page.store, "record": page.record},
@@ -92,7 +92,7 @@ def decode_page(page) -> tuple[pl.DataFrame, pl.DataFrame]:
         | ~pl.col("record").struct.field("v").is_in(RECORD_VERSIONS)
     )
     if bad.height:
-        raise LedgerCorrupted(f"shard {page.shard} seq {bad['seq'][0]}: record names another position or version")
+        raise AuditDivergence(f"shard {page.shard} seq {bad['seq'][0]}: record names another position or version")
     flat = raw.select(
         pl.lit(page.shard, pl.Int32).alias("shard"), "seq", "batch_no", "leaf_index",
         "merchant_id", "store",

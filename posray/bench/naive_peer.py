@@ -24,7 +24,8 @@ from pathlib import Path
 
 import orjson
 
-from posray.domain.errors import DocumentConflict, DocumentRejected, InvalidDocument, Unauthenticated
+from deployments.api.errors import status_of
+from posray.domain.errors import DocumentConflict, DocumentRejected, InvalidRequest, Unauthenticated
 from posray.domain.keys import terminal_key
 from posray.domain.terminal_mac import mac_matches
 from posray.domain.transaction import Rules, canonical_document, check_document, document_hash
@@ -88,7 +89,8 @@ class NaivePeer:
             issued_ms = await self._check(doc)
             row_id, duplicate = await self._store(doc, issued_ms)
         except DocumentRejected as e:
-            return e.status, {"status": "rejected", "status_code": e.status, **e.to_json()}
+            status = status_of(e)
+            return status, {"status": "rejected", "status_code": status, **e.to_json()}
         return 200, {"status": "accepted", "code": str(row_id), "shard": 0, "seq": row_id,
                      "duplicate": duplicate}
 
@@ -171,7 +173,7 @@ def _parse(raw: bytes):
 
 
 def _malformed() -> tuple[int, dict]:
-    error = InvalidDocument("body", "is not valid JSON", status=400)
+    error = InvalidRequest("body", "is not valid JSON")
     return 400, {"status": "rejected", "status_code": 400, **error.to_json()}
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from posray.domain.errors import PosrayError
+
 
 @dataclass(frozen=True, slots=True)
 class StoreState:
@@ -60,7 +62,7 @@ class FencePlan:
     keys_lost: bool = False  # the store lacks idempotency keys it (or its predecessor) held
 
 
-class StoreMismatch(ValueError):
+class StoreMismatch(PosrayError, ValueError):
     """The ledger's shard is captured by another store; refusing to take it over silently."""
 
 

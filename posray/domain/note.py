@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from posray.domain.errors import PosrayError
+
 ALG_ED25519 = 0x01  # the spec's signature type byte for Ed25519
 SEED_BYTES = 32
 PUBLIC_KEY_BYTES = 32
@@ -41,7 +43,7 @@ _HEX8 = re.compile("[0-9a-fA-F]{8}")
 _DECIMAL = re.compile("[0-9]+")
 
 
-class NoteError(ValueError):
+class NoteError(PosrayError, ValueError):
     """A note, checkpoint or key text that is malformed, not signed by the key, or badly signed."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from posray.domain.errors import SetupError
+
 
 _HOST = "127.0.0.1"
 _RESERVED_PORTS = frozenset({5432, 6379})
@@ -35,7 +37,7 @@ _PG_NAMES = frozenset({"postgres"})
 _children: dict[int, subprocess.Popen] = {}
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(SetupError, RuntimeError):
     """An embedded server could not be found, started or stopped."""
 
 

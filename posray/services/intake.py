@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from posray.domain.errors import DocumentRejected, Unauthenticated
+from posray.domain.errors import DocumentRejected, PosrayError, Unauthenticated
 from posray.domain.terminal_mac import canonical_mac_matches
 from posray.domain.transaction import (
     Rules,
@@ -18,6 +18,7 @@ from posray.domain.transaction import (
     document_hash,
     shard_of,
 )
+from posray.services.batcher import IngestBatcher
 from posray.services.terminals import TerminalDirectory
 from posray.wire import validate_document
 
@@ -65,3 +66,18 @@ class Intake:
             document_hash=document_hash(canonical),
             canonical=canonical,
         )
+
+
+async def accept(intake: Intake, batcher: IngestBatcher, documents: list) -> list:
+    """Use case `accept`: check documents, then capture the valid ones (micro-batched per shard).
+
+    Returns:
+        One result per document, in order: Accepted, or the PosrayError that refused it.
+    """
+    results = await intake.check(documents)
+    valid = [i for i, r in enumerate(results) if not isinstance(r, PosrayError)]
+    if valid:
+        captured = await batcher.submit([results[i] for i in valid])
+        for i, result in zip(valid, captured):
+            results[i] = result
+    return results

@@ -29,7 +29,7 @@ from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_stream import StreamEntry
 from posray.synthetic.generator import Accepted, GeneratorConfig, History, World, build_world
 from posray.domain.codes import CodeKey
-from posray.domain.errors import LedgerCorrupted
+from posray.domain.errors import LedgerRace
 from posray.domain.keys import terminal_key
 from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from posray.services.recording import ShardRecorder, Sign
@@ -131,7 +131,7 @@ async def load_history(
     Raises:
         LedgerLive: a capture store is fenced against this ledger (nothing is written).
         ValueError: a world terminal id is registered to another merchant.
-        LedgerCorrupted: another writer advanced a shard during the load.
+        LedgerRace: another writer advanced a shard during the load.
     """
     started = time.perf_counter()
     keys = load_keys(seed_file)
@@ -276,6 +276,6 @@ class _BatchWriter:
         if not batch:
             return
         if await self._recorders[shard].record(batch) != len(batch):
-            raise LedgerCorrupted(f"shard {shard}: another writer recorded part of a generated batch")
+            raise LedgerRace(f"shard {shard}: another writer recorded part of a generated batch")
         self._open[shard] = []
         self.batches += 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from posray.adapters.pg_lottery import PgLottery, StoredCheckpoint
 from posray.domain.chain import record_code
 from posray.domain.codes import CodeKey
-from posray.domain.errors import LedgerCorrupted
+from posray.domain.errors import AuditDivergence, PosrayError
 from posray.domain.lottery import (
     SETTLE_S,
     WINNERS_MAX,
@@ -28,7 +28,7 @@ from posray.domain.note import NoteError, NoteVerifier, open_checkpoint
 from posray.domain.transaction import utc_iso_ms
 
 
-class DrawRefused(Exception):
+class DrawRefused(PosrayError):
     """The draw of this period cannot run (yet); the message says why and what to wait for."""
 
 
@@ -96,7 +96,7 @@ async def draw_winners(
         ValueError: an empty period or a winner count out of range.
         DrawRefused: the period is not over (plus the settle delay), has no receipt, or a shard
             with receipts in it has no checkpoint created after the settle delay yet.
-        LedgerCorrupted: a stored checkpoint does not verify, or a read contradicts the rule.
+        AuditDivergence: a stored checkpoint does not verify, or a read contradicts the rule.
     """
     if end_ms <= start_ms or not 1 <= winners <= WINNERS_MAX:
         raise ValueError(f"a draw needs from < to and 1 <= winners <= {WINNERS_MAX}")
@@ -135,9 +135,9 @@ def _verify_checkpoints(checkpoints, verifier: NoteVerifier | None) -> None:
         try:
             opened = open_checkpoint(verifier, stored.note)
         except NoteError as e:
-            raise LedgerCorrupted(f"shard {stored.shard}: checkpoint {stored.tree_size}: {e}") from e
+            raise AuditDivergence(f"shard {stored.shard}: checkpoint {stored.tree_size}: {e}") from e
         if (opened.tree_size, opened.root_hash) != (stored.tree_size, stored.root_hash):
-            raise LedgerCorrupted(f"shard {stored.shard}: checkpoint {stored.tree_size}: "
+            raise AuditDivergence(f"shard {stored.shard}: checkpoint {stored.tree_size}: "
                                   "the signed note names another tree size or root")
 
 
@@ -156,7 +156,7 @@ async def _winners(
         for rank in ranks:
             seq, accepted_ms, record = rows.get(rank, (0, start_ms - 1, b""))
             if not (1 <= seq <= part.checkpoint.tree_size and start_ms <= accepted_ms < end_ms):
-                raise LedgerCorrupted(f"shard {part.shard}: eligible document {rank} is missing or"
+                raise AuditDivergence(f"shard {part.shard}: eligible document {rank} is missing or"
                                       " outside the period; the ledger changed under the draw")
             found[(part.shard, rank)] = (seq, accepted_ms, record)
     out = []

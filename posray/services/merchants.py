@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import orjson
 
 from posray.adapters.pg_merchants import DocumentRow, PgMerchants, Position, SummaryRow
-from posray.domain.errors import Forbidden, InvalidDocument, NotFound, Unauthenticated
+from posray.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
 from posray.domain.merchant_token import issue_token as make_token, verify_token
 from posray.domain.transaction import utc_iso_ms
 
@@ -57,7 +57,7 @@ async def issue_token(merchants: PgMerchants, key: bytes, merchant_id: str) -> I
     try:
         return IssuedToken(merchant_id, version, make_token(key, merchant_id, version))
     except ValueError as e:  # an id registered before ids were checked
-        raise InvalidDocument("merchant_id", str(e), 400) from None
+        raise InvalidRequest("merchant_id", str(e)) from None
 
 
 async def revoke_tokens(merchants: PgMerchants, merchant_id: str) -> int:
@@ -107,11 +107,11 @@ async def list_documents(
     merchant, the day and the terminal filter: a forged, altered or transplanted one is a 400.
 
     Raises:
-        InvalidDocument: a limit outside 1..DOCUMENTS_LIMIT_MAX or a malformed cursor (400).
+        InvalidRequest: a limit outside 1..DOCUMENTS_LIMIT_MAX or a malformed cursor (400).
         Forbidden: `terminal_id` is not one of the merchant's terminals (whether it exists or not).
     """
     if not 1 <= limit <= DOCUMENTS_LIMIT_MAX:
-        raise InvalidDocument("limit", f"must be 1..{DOCUMENTS_LIMIT_MAX}", 400)
+        raise InvalidRequest("limit", f"must be 1..{DOCUMENTS_LIMIT_MAX}")
     where = _cursor_scope(merchant_id, day, terminal_id)
     position = None if after is None else decode_cursor(cursor_key, where, after)
     if terminal_id is not None and not await merchants.owns_terminal(merchant_id, terminal_id):
@@ -135,13 +135,13 @@ async def summarize(merchants: PgMerchants, merchant_id: str, first: date, last:
     summed apart (the wire format does not say in which direction a correction goes).
 
     Raises:
-        InvalidDocument: `last` before `first`, or more than SUMMARY_DAYS_MAX days (400).
+        InvalidRequest: `last` before `first`, or more than SUMMARY_DAYS_MAX days (400).
     """
     days = (last - first).days + 1
     if days < 1:
-        raise InvalidDocument("to", "must not be before from", 400)
+        raise InvalidRequest("to", "must not be before from")
     if days > SUMMARY_DAYS_MAX:
-        raise InvalidDocument("to", f"the range spans {days} days; at most {SUMMARY_DAYS_MAX}", 400)
+        raise InvalidRequest("to", f"the range spans {days} days; at most {SUMMARY_DAYS_MAX}")
     start = datetime.combine(first, time(), timezone.utc)
     rows = await merchants.summary(merchant_id, start, start + timedelta(days=days))
     return {"merchant_id": merchant_id, "from": first.isoformat(), "to": last.isoformat(),
@@ -221,7 +221,7 @@ def decode_cursor(key: bytes, scope: bytes, text: str) -> Position:
     """The position a cursor of encode_cursor names, once its MAC is checked.
 
     Raises:
-        InvalidDocument: the text is not a cursor this API returned for this scope (400).
+        InvalidRequest: the text is not a cursor this API returned for this scope (400).
     """
     try:
         payload_text, _, mac_text = text.partition(".")
@@ -238,7 +238,7 @@ def decode_cursor(key: bytes, scope: bytes, text: str) -> Position:
             raise ValueError("out of range")
         return Position(terminal_id, _EPOCH + timedelta(microseconds=micros), shard, seq)
     except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
-        raise InvalidDocument("after", "is not a cursor this API returned", 400) from None
+        raise InvalidRequest("after", "is not a cursor this API returned") from None
 
 
 def _document(row: DocumentRow) -> dict:

@@ -6,16 +6,19 @@ tree (posray.domain.tlog). Proofs are computed from the stored subtree hashes wi
 
 from __future__ import annotations
 
+import base64
+
 from posray.adapters.pg_ledger import PgLedger
 from posray.domain import tlog
-from posray.domain.errors import InvalidDocument, LedgerCorrupted, NotFound
+from posray.domain.errors import AuditDivergence, InvalidRequest, NotFound
+from posray.domain.note import NoteSigner
 
 
 def _computed(shard: int, compute):
     try:
         return compute()
     except KeyError as e:
-        raise LedgerCorrupted(f"shard {shard}: stored log hash {e.args[0]} is missing; run `posray audit`") from None
+        raise AuditDivergence(f"shard {shard}: stored log hash {e.args[0]} is missing; run `posray audit`") from None
 
 
 async def tree_root(ledger: PgLedger, shard: int, size: int) -> bytes:
@@ -30,13 +33,13 @@ async def inclusion(ledger: PgLedger, shard: int, seq: int, tree_size: int | Non
 
     Raises:
         NotFound: no checkpoint covers the document yet, or no such tree size.
-        InvalidDocument: the tree size does not contain the document (400).
+        InvalidRequest: the tree size does not contain the document (400).
     """
     checkpoint = await ledger.checkpoint(shard, tree_size)
     if tree_size is None and (checkpoint is None or checkpoint[0] < seq):
         raise NotFound("no checkpoint covers this receipt yet; try again in a few seconds")
     if tree_size is not None and tree_size < seq:
-        raise InvalidDocument("tree_size", f"must be at least {seq} to contain this receipt", 400)
+        raise InvalidRequest("tree_size", f"must be at least {seq} to contain this receipt")
     size = checkpoint[0] if tree_size is None else tree_size
     if size > (await ledger.head(shard)).last_seq:
         raise NotFound(f"shard {shard}'s log has fewer than {size} leaves")
@@ -57,11 +60,11 @@ async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> 
     """Consistency proof between two sizes of `shard`'s log (RFC 6962 §2.1.2).
 
     Raises:
-        InvalidDocument: sizes out of order (400).
+        InvalidRequest: sizes out of order (400).
         NotFound: the log is smaller than `second`.
     """
     if not 0 < first <= second:
-        raise InvalidDocument("first", "must satisfy 0 < first <= second", 400)
+        raise InvalidRequest("first", "must satisfy 0 < first <= second")
     if second > (await ledger.head(shard)).last_seq:
         raise NotFound(f"shard {shard}'s log has fewer than {second} leaves")
     ranges = tlog.consistency_ranges(first, second)
@@ -71,4 +74,27 @@ async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> 
         "first": first,
         "second": second,
         "consistency_proof": [h.hex() for h in _computed(shard, lambda: tlog.proof_hashes(ranges, stored))],
+    }
+
+
+async def checkpoint_note(ledger: PgLedger, shard: int, tree_size: int | None = None) -> str:
+    """The signed note of `shard`'s latest checkpoint, or of the one at `tree_size`.
+
+    Raises:
+        NotFound: no checkpoint of this size (or none yet).
+    """
+    found = await ledger.checkpoint(shard, tree_size)
+    if found is None:
+        raise NotFound("no checkpoint of this size (or none yet)")
+    return found[2]
+
+
+def log_key(key_name: str, signing_seed: bytes, origins: list[str]) -> dict:
+    """The logs' verifier key, as witnesses and verifiers fetch it."""
+    signer = NoteSigner(key_name, signing_seed)
+    return {
+        "key_name": signer.name,
+        "verifier_key": signer.verifier_key(),
+        "public_key_ed25519": base64.b64encode(signer.public_key).decode(),
+        "origins": origins,
     }

@@ -24,7 +24,7 @@ from posray.adapters.redis_stream import Captured, RedisShardStream, StreamEntry
 from posray.domain import tlog
 from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, record_document, seal_batch
 from posray.domain.codes import CodeKey, make_code
-from posray.domain.errors import LedgerConflict, LedgerCorrupted
+from posray.domain.errors import LedgerConflict, StreamGap
 from posray.domain.transaction import document_hash, issued_at_ms
 from posray.services.health import checkpoint_age_s
 
@@ -158,7 +158,7 @@ class ShardRecorder:
         """Record the documents of `entries` as one batch; acknowledge the entries afterwards.
 
         Raises:
-            LedgerCorrupted: the documents do not continue the chain without a gap.
+            StreamGap: the documents do not continue the chain without a gap.
             LedgerConflict: an entry names a recorded place that holds another document.
         """
         head = self._head
@@ -167,7 +167,7 @@ class ShardRecorder:
         fresh = sorted((c for c in captured if c.seq > head.last_seq), key=lambda c: c.seq)
         for expected, doc in enumerate(fresh, start=head.last_seq + 1):
             if doc.seq != expected:
-                raise LedgerCorrupted(
+                raise StreamGap(
                     f"shard {self.shard}: sequence {expected} is missing from the stream "
                     f"(next captured is {doc.seq}); recording stops here"
                 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from posray.adapters.pg_terminals import PgTerminals, TerminalRow
-from posray.domain.errors import InvalidDocument
+from posray.domain.errors import InvalidRequest
 from posray.domain.keys import terminal_key
 
 KEYS_PROGRESS_EVERY = 10_000
@@ -40,7 +40,7 @@ class Registered:
 def check_terminal_id(terminal_id: str, field: str = "terminal_id") -> None:
     ok = 1 <= len(terminal_id) <= 32 and set(terminal_id) <= TERMINAL_ID_CHARS
     if not ok or not terminal_id[0].isalnum():
-        raise InvalidDocument(field, "1-32 characters of A-Z a-z 0-9 _ . -, starting alphanumeric", 400)
+        raise InvalidRequest(field, "1-32 characters of A-Z a-z 0-9 _ . -, starting alphanumeric")
 
 
 async def register(
@@ -56,11 +56,20 @@ async def register(
     return Registered(row.terminal_id, row.merchant_id, row.key_version, key.hex())
 
 
+async def revoke(terminals: PgTerminals, terminal_id: str) -> TerminalRow:
+    """Revoke a terminal (idempotent); its documents are refused within the directory's poll.
+
+    Raises:
+        NotFound: no such terminal.
+    """
+    return await terminals.revoke(terminal_id)
+
+
 def read_import_file(path: Path, rows_max: int = 20_000_000) -> list[tuple[str, str, str | None]]:
     """Read a CSV of terminal_id,merchant_id[,label] (header line optional).
 
     Raises:
-        InvalidDocument: a line is malformed (names the line).
+        InvalidRequest: a line is malformed (names the line).
     """
     rows: list[tuple[str, str, str | None]] = []
     with open(path, newline="") as handle:
@@ -68,7 +77,7 @@ def read_import_file(path: Path, rows_max: int = 20_000_000) -> list[tuple[str, 
             if not fields or (line_no == 1 and fields[0].strip().lower() == "terminal_id"):
                 continue
             if len(fields) not in (2, 3) or len(rows) >= rows_max:
-                raise InvalidDocument(f"line {line_no}", "expected terminal_id,merchant_id[,label]", 400)
+                raise InvalidRequest(f"line {line_no}", "expected terminal_id,merchant_id[,label]")
             terminal_id, merchant_id = fields[0].strip(), fields[1].strip()
             check_terminal_id(terminal_id, f"line {line_no}: terminal_id")
             check_terminal_id(merchant_id, f"line {line_no}: merchant_id")

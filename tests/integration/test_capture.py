@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from deployments.api.errors import status_of
 from posray.adapters.redis_capture import CONFLICT, NEW, SAME
 from posray.domain.codes import make_code
 from posray.domain.errors import DocumentConflict, Overloaded, Unavailable
@@ -111,7 +112,7 @@ class TestIdempotency:
         assert raw[0].status == CONFLICT
         assert (raw[0].seq, raw[0].accepted_at_ms) == (first[0].seq, 1_000)
         assert isinstance(results[0], DocumentConflict)
-        assert results[0].status == 409
+        assert status_of(results[0]) == 409
         assert results[0].field == "counter"
         assert before == after == (1, 1)
 
@@ -156,7 +157,7 @@ class TestBackpressure:
                 return raw.value, state, last
 
         error, state, last = asyncio.run(main())
-        assert error.status == 503 and error.retry_after_s >= 1
+        assert status_of(error) == 503 and error.retry_after_s >= 1
         assert state == (2, 2, None)
         # Exactly at the maximum is still accepted, and the refused call burnt no sequence.
         assert [(o.status, o.seq) for o in last] == [(NEW, 3)]
@@ -216,7 +217,7 @@ class TestCaptureOwned:
         assert [(a.shard, a.seq, a.duplicate) for a in accepted] == [(s1, 1, False), (s2, 1, False), (s1, 2, False)]
         assert all(a.code == make_code(keys.code, a.shard, a.seq, s.document_hash)
                    for a, s in zip(accepted, (subs[0], subs[2], subs[1])))
-        assert isinstance(first[2], Unavailable) and first[2].status == 503
+        assert isinstance(first[2], Unavailable) and status_of(first[2]) == 503
         assert [Accepted(*again[i]).duplicate for i in (0, 1, 3)] == [True, True, True]
         assert [Accepted(*again[i]).code for i in (0, 1, 3)] == [a.code for a in accepted]
         assert lengths == [2, 1, 0]

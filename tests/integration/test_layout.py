@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from deployments.api.errors import status_of
 from posray.adapters.pg import check_layout, create_pool
 from posray.domain.errors import Unavailable
 from tests.conftest import private_database, run
@@ -30,7 +31,7 @@ def test_the_first_start_records_the_shard_count_and_later_starts_must_match_it(
     with pytest.raises(Unavailable) as refused:
         run(_check(fresh_dsn, 16))
     assert "configured for 16 shards but the ledger was created with 8" in str(refused.value)
-    assert refused.value.status == 503
+    assert status_of(refused.value) == 503
 
 
 @pytest.mark.parametrize("sql", ["UPDATE posray_layout SET shard_count = 16", "DELETE FROM posray_layout",

@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 import pytest
 
+from deployments.api.errors import status_of
 from posray.adapters.pg import apply_schema, create_pool
 from posray.adapters.pg_merchants import PgMerchants
 from posray.domain.codes import make_code
@@ -181,7 +182,7 @@ class TestDocuments:
             return error.value
 
         error = using(schema_dsn, work)
-        assert error.status == 403
+        assert status_of(error) == 403
         assert error.to_json() == {"error": "forbidden",
                                    "reason": "terminal_id is not one of this merchant's terminals"}
 
@@ -193,7 +194,7 @@ class TestDocuments:
                                              cursor_key=CURSOR_KEY)
             return error.value
 
-        assert using(schema_dsn, work).status == 400
+        assert status_of(using(schema_dsn, work)) == 400
 
 
 def expected_summary(world: World, merchant: str) -> dict:
@@ -253,7 +254,7 @@ class TestSummary:
                 await service.summarize(merchants, world.merchant_a, first, last)
             return error.value
 
-        assert using(schema_dsn, work).status == 400
+        assert status_of(using(schema_dsn, work)) == 400
 
     def test_ninety_two_days_are_allowed(self, world, schema_dsn):
         summary = using(schema_dsn, lambda m: service.summarize(m, world.merchant_a, DAY1 - timedelta(days=91), DAY1))
@@ -307,7 +308,7 @@ class TestTokens:
         issued, before, version, revoked, fresh, after = using(schema_dsn, work)
         assert before == after == world.merchant_b
         assert version == issued.version + 1 == fresh.version
-        assert revoked.status == 401 and issued.token not in str(revoked.to_json())
+        assert status_of(revoked) == 401 and issued.token not in str(revoked.to_json())
         assert issued.token not in repr(issued)
 
     @pytest.mark.parametrize("token", ["", "pm_x", "forged"])

@@ -9,6 +9,7 @@ import time
 import asyncpg
 import pytest
 
+from deployments.api.errors import status_of
 from posray.adapters.pg_terminals import PgTerminals
 from posray.domain.errors import DocumentRejected, InvalidDocument, Unauthenticated
 from posray.domain.keys import terminal_key
@@ -78,7 +79,7 @@ class TestRegister:
                 return error.value, owner
 
         error, owner = asyncio.run(main())
-        assert error.status == 409
+        assert status_of(error) == 409
         assert error.field == "terminal_id"
         assert owner == merchant_id
 
@@ -127,7 +128,7 @@ class TestImport:
                 return error.value, await b.terminals.get_many([fresh, taken])
 
         error, found = asyncio.run(main())
-        assert error.status == 409
+        assert status_of(error) == 409
         assert list(found) == [taken]
 
     @pytest.mark.parametrize(
@@ -304,7 +305,7 @@ class TestIntake:
             (InvalidDocument, "total_minor", 422),
             (InvalidDocument, "counter", 422),
         ]
-        got = [(type(r), r.field, r.status) for r in results[1:6]]
+        got = [(type(r), r.field, status_of(r)) for r in results[1:6]]
         assert got == expected
         assert "registered" in results[2].reason
         assert "revoked" in results[3].reason

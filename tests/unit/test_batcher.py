@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from deployments.api.errors import status_of
 from posray.domain.errors import NotFound, Overloaded, PosrayError, Unavailable
 from posray.services.batcher import IngestBatcher
 
@@ -168,7 +169,7 @@ class TestBackpressure:
 
         refused, depth = run(scenario())
         assert isinstance(refused[0], Overloaded)
-        assert (refused[0].status, refused[0].retry_after_s) == (503, 1)
+        assert (status_of(refused[0]), refused[0].retry_after_s) == (503, 1)
         assert refused[1] == ("ok", 5, "5.elsewhere")
         assert depth[3] == 10
 
@@ -199,7 +200,7 @@ class TestFailedSends:
     def test_an_unexpected_error_from_send_becomes_unavailable_for_every_item(self):
         results = run(batcher_for(RecordingSend(RuntimeError("actor died"))).submit(["6.a", "6.b", "6.c"]))
         assert len(results) == 3
-        assert all(isinstance(r, Unavailable) and r.status == 503 for r in results)
+        assert all(isinstance(r, Unavailable) and status_of(r) == 503 for r in results)
         assert all(isinstance(r, PosrayError) for r in results)
 
     def test_the_batcher_keeps_serving_after_a_failed_send(self):

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from deployments.api.errors import status_of
 from posray.domain.codes import (
     ALPHABET,
     CODE_LENGTH,
@@ -196,7 +197,7 @@ class TestForgivingInput:
             normalize_code(char + code[1:])
 
     def test_malformed_codes_answer_400(self):
-        assert CodeMalformed("x").status == 400
+        assert status_of(CodeMalformed("x")) == 400
 
 
 class TestCodeKey:

@@ -7,14 +7,15 @@ from datetime import date
 import pytest
 
 from deployments import params
-from deployments.http_api import _parse_json
+from deployments.api.bodies import parse_json as _parse_json
+from deployments.api.errors import status_of
 from posray.domain.errors import InvalidDocument
 
 
 def refused(call, *args) -> InvalidDocument:
     with pytest.raises(InvalidDocument) as caught:
         call(*args)
-    assert caught.value.status == 400
+    assert status_of(caught.value) == 400
     return caught.value
 
 

@@ -9,6 +9,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
+from deployments.api.errors import status_of
 from posray.adapters.pg_merchants import Position, SummaryRow
 from posray.domain.errors import InvalidDocument
 from posray.domain.keys import OperatorKeys
@@ -99,7 +100,7 @@ class TestCursor:
     def test_anything_else_is_a_400_naming_after(self, text):
         with pytest.raises(InvalidDocument) as error:
             decode_cursor(CURSOR_KEY, SCOPE, text)
-        assert (error.value.field, error.value.status) == ("after", 400)
+        assert (error.value.field, status_of(error.value)) == ("after", 400)
 
     def test_an_unsigned_cursor_of_the_old_format_is_refused(self):
         forged = base64.urlsafe_b64encode(b'["T-0001",1795684500000000,3,1]').rstrip(b"=").decode()
@@ -127,7 +128,7 @@ class TestCursor:
     def test_a_signed_cursor_holding_what_postgresql_cannot_store_is_still_a_400(self, payload):
         with pytest.raises(InvalidDocument) as error:
             decode_cursor(CURSOR_KEY, SCOPE, signed(payload))
-        assert error.value.status == 400
+        assert status_of(error.value) == 400
 
 
 class TestSummaryDays:
@@ -169,4 +170,4 @@ def test_forbidden_survives_pickling_with_its_status_and_json():
 
     error = Forbidden("not yours")
     back = pickle.loads(pickle.dumps(error))
-    assert (type(back), back.status, back.to_json()) == (Forbidden, 403, error.to_json())
+    assert (type(back), status_of(back), back.to_json()) == (Forbidden, 403, error.to_json())

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 import posray
+from deployments.api.errors import status_of
 from posray.adapters.pg_terminals import TerminalRow
 from posray.domain.codes import make_code, normalize_code
 from posray.domain.errors import InvalidDocument
@@ -179,12 +180,12 @@ class TestErrors:
         broken["items"][1]["amount_minor"] = 372
         with pytest.raises(InvalidDocument) as caught:
             check_document(broken, DEFAULT_RULES, _near_issued_ms(body))
-        assert caught.value.status == 422
+        assert status_of(caught.value) == 422
         assert caught.value.to_json() == json.loads(blocks["error-422"])
 
     def test_the_401_example_is_what_the_edge_says_for_another_key(self, monkeypatch, blocks, body):
         results = _run_intake(monkeypatch, bytes(32), body)
-        assert results[0].status == 401
+        assert status_of(results[0]) == 401
         assert results[0].to_json() == json.loads(blocks["error-401"])
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from deployments.api.errors import status_of
 from posray.domain.canonical import canonical_bytes
 from posray.domain.errors import InvalidDocument
 from posray.domain.transaction import (
@@ -32,7 +33,7 @@ THREE_RATES = ((1000, 1200, 2000), (2500, 199, 700), (333, 1000, 2000), (1000, 5
 def rejection(document, now_ms: int = NOW_MS) -> InvalidDocument:
     with pytest.raises(InvalidDocument) as caught:
         check_document(document, RULES, now_ms)
-    assert caught.value.status == 422
+    assert status_of(caught.value) == 422
     return caught.value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deployments.api.errors import status_of
 from posray.domain.errors import InvalidDocument
 from posray.wire import validate_document
 
@@ -11,7 +12,7 @@ from posray.wire import validate_document
 def rejection(raw) -> InvalidDocument:
     with pytest.raises(InvalidDocument) as caught:
         validate_document(raw)
-    assert 400 <= caught.value.status < 500
+    assert 400 <= status_of(caught.value) < 500
     return caught.value
 
 
@@ -105,7 +106,7 @@ class TestRejectedDocuments:
     ):
         error = rejection(make_document(**change))
         assert error.field == field
-        assert error.status == 422
+        assert status_of(error) == 422
 
     @pytest.mark.parametrize(
         "change, field",
@@ -149,7 +150,7 @@ class TestRejectedDocuments:
     @pytest.mark.parametrize("raw", [[], "document", 42, None])
     def test_a_body_that_is_not_an_object_is_a_bad_request(self, raw):
         error = rejection(raw)
-        assert (error.field, error.status) == ("document", 400)
+        assert (error.field, status_of(error)) == ("document", 400)
 
     def test_the_error_serialises_with_field_and_reason(self, make_document):
         body = rejection(make_document(currency="eur")).to_json()
