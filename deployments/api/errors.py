@@ -24,9 +24,11 @@ from posray.domain.errors import (
     InvalidDocument,
     InvalidRequest,
     LedgerConflict,
+    LedgerLive,
     LedgerCorrupted,
     LedgerRace,
     NotFenced,
+    StoreRestarted,
     NotFound,
     OperatorOnly,
     Overloaded,
@@ -74,12 +76,14 @@ ANSWERS: dict[type[PosrayError], Answer] = {
     Overloaded: Answer(503, retry_after=True),
     Unavailable: Answer(503, retry_after=True),
     NotFenced: Answer(503, retry_after=True),
+    StoreRestarted: Answer(503, retry_after=True),
     ReceiptLost: Answer(410),
     LedgerCorrupted: Answer(500),
     LedgerRace: Answer(500),
     StreamGap: Answer(500),
     AuditDivergence: Answer(500),
     LedgerConflict: Answer(500),
+    LedgerLive: Answer(500, shown=False),  # an offline tool's refusal; never reaches the edge
     SetupError: Answer(500, shown=False),
 }
 

@@ -19,7 +19,8 @@ DEFINING_MODULES = ("posray.settings", "posray.adapters.keyfile", "posray.embedd
                     "deployments.haproxy_guard", "posray.domain.note", "posray.domain.fence",
                     "posray.services.lottery", "posray.analytics.bench")
 # Private signals that never leave their module (caught where raised).
-PRIVATE_SIGNALS = {("posray/services/audit.py", "_Diverged")}
+# Control flow inside one module, never raised out of it.
+PRIVATE_SIGNALS = {("posray/services/audit.py", "_Diverged"), ("posray/services/capture.py", "_KeysLost")}
 ROOT_CLASS = ("posray/domain/errors.py", "PosrayError")
 BUILTIN_EXCEPTIONS = {name for name, value in vars(builtins).items()
                       if isinstance(value, type) and issubclass(value, BaseException)}
