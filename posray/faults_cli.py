@@ -88,17 +88,19 @@ EXPLAIN = {
     "primary-kill": (
         "Capture runs on a replicated set (a primary, 2 replicas, 3 sentinels; AOF with "
         "`appendfsync always` on every node) and each capture call waits for one replica's AOF "
-        "(`POSRAY_CAPTURE_REPLICAS=1`: WAIT + WAITAOF pipelined with the script). The replicas are "
-        "paused (SIGSTOP) for 2 s, so they fall behind, then the primary is killed with SIGKILL and "
-        "they resume; the sentinels promote one. While the replicas lag, no call can be "
+        "(`POSRAY_CAPTURE_REPLICAS=1`: WAIT + WAITAOF pipelined with the script). PostgreSQL is "
+        "stopped (so the ledger cannot take what capture acknowledges) and the replicas are paused "
+        "(SIGSTOP) for 2 s, so they fall behind; then the primary is killed with SIGKILL, the "
+        "replicas resume and the sentinels promote one; 5 s later PostgreSQL and the old primary "
+        "(now a replica) come back. While the replicas lag, no call can be "
         "acknowledged (503 + Retry-After: \"captured but not replicated\"); the terminals resend. "
         "The IngestShards follow the sentinels to the new primary, whose missing scripts "
         "(NOSCRIPT) make them fence every shard again under the same store id "
         "(`sentinel:<master>#<prefix>`). Every acknowledged sale was on a replica's disk: none lost."),
     "primary-kill-async": (
         "The same fault without WAITAOF (`POSRAY_CAPTURE_REPLICAS=0`, Redis' asynchronous "
-        "replication): for the 2 s the replicas lag, the primary keeps acknowledging what only its "
-        "own AOF holds, and the promoted replica never received it. The IngestShards re-fence every "
+        "replication): for the 2 s the replicas lag (and the ledger is stopped), the primary keeps "
+        "acknowledging what only its own AOF holds, and the promoted replica never received it. The IngestShards re-fence every "
         "shard on the new primary and record, exactly, the sequences they had acknowledged above "
         "what it holds; those sales are answered 410. Lost, and said so; never aliased."),
     "forged-entry": (

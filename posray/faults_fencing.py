@@ -195,12 +195,13 @@ REPLICA_LAG_S = 2.0  # how long the replicas fall behind before the primary dies
 
 
 def kill_lagging_primary(stack: FaultStack) -> str:
-    """The replicas fall behind (SIGSTOP for REPLICA_LAG_S), then kill -9 the primary; the
-    replicas resume and the sentinels promote one. Without WAITAOF, what the primary acknowledged
+    """The ledger stops (PostgreSQL down) and the replicas fall behind (SIGSTOP for REPLICA_LAG_S),
+    then kill -9 the primary; the replicas resume and the sentinels promote one. Without WAITAOF, what the primary acknowledged
     in those seconds is on no replica; with it, nothing unreplicated was acknowledged."""
     r = stack.redis
     old = r.primary_port()
     replicas = [folder for folder in r.node_dirs if folder != r.node_of(old)]
+    stack.pg.stop()  # the ledger falls behind too: what was acknowledged is only in the stores
     for folder in replicas:
         r.pause(folder)
     try:
@@ -211,12 +212,13 @@ def kill_lagging_primary(stack: FaultStack) -> str:
             r.resume(folder)
     new = r.wait_promoted(old)
     stack.old_primary = old
-    return (f"replicas paused {REPLICA_LAG_S:g} s, then kill -9 the primary (:{old}); "
-            f"the sentinels promoted :{new}")
+    return (f"PostgreSQL stopped, replicas paused {REPLICA_LAG_S:g} s, then kill -9 the primary "
+            f"(:{old}); the sentinels promoted :{new}")
 
 
 def restart_old_primary(stack: FaultStack) -> str:
-    """The killed primary comes back; the sentinels make it a replica of the new one."""
+    """PostgreSQL and the killed primary come back; the sentinels make it a replica of the new one."""
     r = stack.redis
+    stack.pg.start()
     pid = r.restart(r.node_of(stack.old_primary)).pid
-    return f"the old primary restarted (pid {pid}) and rejoined as a replica"
+    return f"PostgreSQL started; the old primary restarted (pid {pid}) and rejoined as a replica"
