@@ -17,6 +17,9 @@ from tests.documents import make_document, submission_of
 KEYS = OperatorKeys.from_seed(bytes(range(32)))
 SHARD_COUNT = 16
 IDEMPOTENCY_TTL_S = 3600
+# When the test documents were issued unless a test says otherwise: one fixed time, so that a
+# document built twice is the same document.
+ISSUED_AT_MS = (int(time.time()) - 60) * 1000
 
 
 @dataclass
@@ -38,7 +41,7 @@ class World:
                                   keys_ttl_s=self.keys_ttl_s)
 
     def recorder(self, shard: int, batch_max: int = 1000, stream=None, **kwargs) -> ShardRecorder:
-        return ShardRecorder(shard, stream or self.stream, self.ledger, KEYS.code, batch_max, wait_ms=1,
+        return ShardRecorder(shard, stream or self.stream, self.ledger, KEYS.code, batch_max, wait_ms=50,
                              fences=self.fence_ledger, **kwargs)
 
     async def record_all(self, shard: int, batch_max: int = 1000, steps_max: int = 100) -> int:
@@ -54,7 +57,7 @@ class World:
 
 def doc(terminal_id: str, counter: int, issued_at_ms: int | None = None, seed=None) -> Submission:
     key = terminal_key(KEYS.terminal_master, terminal_id, 1)
-    issued_at = None if issued_at_ms is None else iso(issued_at_ms)
+    issued_at = iso(ISSUED_AT_MS if issued_at_ms is None else issued_at_ms)
     return submission_of(make_document(terminal_id, counter, key, issued_at=issued_at, seed=seed), SHARD_COUNT)
 
 
