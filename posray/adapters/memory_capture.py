@@ -19,7 +19,7 @@ from typing import Callable
 from posray.adapters.redis_capture import CONFLICT, HASH_BYTES, NEW, SAME, Appended
 from posray.adapters.redis_keys import LEDGER_GROUP
 from posray.adapters.redis_stream import StreamEntry
-from posray.domain.errors import NotFenced, Overloaded, Unavailable
+from posray.domain.errors import NotFenced, Overloaded, StoreRestarted, Unavailable
 from posray.domain.fence import Fence, StoreState
 from posray.domain.transaction import Submission
 
@@ -117,7 +117,11 @@ class MemoryCaptureStore:
 
 
 class MemoryCaptureLog:
-    """capture.lua and the fencing scripts of posray.adapters.redis_capture, in memory."""
+    """capture.lua and the fencing scripts of posray.adapters.redis_capture, in memory.
+
+    A store without replicas: what RedisCapture adds for replication (ARGV[5], WAIT and
+    WAITAOF) has no effect here.
+    """
 
     def __init__(self, store: MemoryCaptureStore, idempotency_ttl_s: int, backlog_max: int):
         self._store = store
@@ -174,7 +178,7 @@ class MemoryCaptureLog:
             self._loaded = self._store.scripts
         elif self._loaded != self._store.scripts:
             self._loaded = None
-            raise NotFenced("the capture store restarted or failed over (its scripts are gone)", 1)
+            raise StoreRestarted("the capture store restarted or failed over (its scripts are gone)", 1)
 
     async def state(self, shard: int) -> StoreState:
         self._store.check()

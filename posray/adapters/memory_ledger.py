@@ -19,7 +19,7 @@ from typing import Callable
 from posray.adapters.pg_fences import Conflict, FenceState, Loss, Plan, Recorded
 from posray.adapters.pg_ledger import EntryRow, RecordedEntry
 from posray.domain.chain import BatchHeader, ChainHead
-from posray.domain.errors import LedgerCorrupted, LedgerLive, Unavailable
+from posray.domain.errors import LedgerLive, LedgerRace, Unavailable
 from posray.domain.fence import Fence, FencePlan, PriorFence
 
 
@@ -85,7 +85,7 @@ class MemoryLedger:
         """All or nothing, refused where ledger_batches', ledger_entries' or tlog_nodes' keys are taken.
 
         Raises:
-            LedgerCorrupted: as PgLedger.append_batch on a unique violation.
+            LedgerRace: as PgLedger.append_batch on a unique violation.
         """
         self._db.check()
         shard = header.shard
@@ -95,7 +95,7 @@ class MemoryLedger:
         seqs = [r.seq for r in rows]
         if (header.batch_no in batches or len(set(seqs)) != len(seqs) or any(s in entries for s in seqs)
                 or any(key in stored for key in nodes or {})):
-            raise LedgerCorrupted(
+            raise LedgerRace(
                 f"shard {header.shard}: batch {header.batch_no} or one of its sequences is already recorded")
         batches[header.batch_no] = (header, header.hash())
         for i, row in enumerate(rows):

@@ -51,8 +51,10 @@ class CaptureLog(FenceStore, Protocol):
         """One Appended per submission, or the reserved sequence the new documents would pass.
 
         Raises:
-            Overloaded: the backlog would exceed its maximum. NotFenced: the store does not
-            carry `fence`. Unavailable: the store is unreachable. Nothing is written on a raise.
+            Overloaded: the backlog would exceed its maximum (nothing written).
+            NotFenced: the store does not carry `fence` (nothing written); StoreRestarted when
+                its scripts are gone (every shard's fence is suspect).
+            Unavailable: the store is unreachable or did not replicate the write in time.
         """
 
     async def pending(self, shard: int, seq: int) -> tuple[int, bytes] | None:
@@ -111,7 +113,7 @@ class Ledger(Protocol):
         """Write a batch header, its rows and the log subtrees it completes, all or nothing.
 
         Raises:
-            LedgerCorrupted: the batch number or a sequence is already recorded.
+            LedgerRace: the batch number or a sequence is already recorded (nothing written).
         """
 
     async def stored_hashes(self, shard: int, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:

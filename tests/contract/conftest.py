@@ -44,7 +44,8 @@ async def real_stores(redis_url: str, dsn: str, prefix: str, backlog_max: int = 
     from posray.adapters.pg import create_pool
     from posray.adapters.pg_fences import PgFences
     from posray.adapters.pg_ledger import PgLedger
-    from posray.adapters.redis_capture import RedisCapture, connect
+    from posray.adapters.redis_capture import RedisCapture
+    from posray.adapters.redis_client import connect
     from posray.adapters.redis_stream import RedisShardStream
 
     client = connect(redis_url)

@@ -9,7 +9,7 @@ import pytest
 
 from posray.domain import tlog
 from posray.domain.chain import ChainHead, advance
-from posray.domain.errors import LedgerCorrupted
+from posray.domain.errors import LedgerRace
 from posray.domain.merkle import root_hash
 from tests.contract.support import append, row, sealed, subs
 from tests.integration.support import fresh_terminal
@@ -72,7 +72,7 @@ class TestAppend:
                 await append(s.ledger, head, docs[:2], T0)
                 rows = [row(shard, 3 + i, d, T0) for i, d in enumerate(docs[2:])]
                 header, leaves, nodes = await sealed(s.ledger, head, rows, T0 + 1)  # batch 0 again
-                with pytest.raises(LedgerCorrupted, match="already recorded"):
+                with pytest.raises(LedgerRace, match="already recorded"):
                     await s.ledger.append_batch(header, rows, leaves, nodes)
                 return await s.ledger.head(shard), await s.ledger.records(shard, [1, 2, 3, 4, 5])
 
@@ -90,7 +90,7 @@ class TestAppend:
                 first, rows, _ = await append(s.ledger, head, docs[:2], T0)
                 overlapping = [row(shard, 2 + i, d, T0) for i, d in enumerate(docs[2:])]  # seqs 2, 3
                 header, leaves, _ = await sealed(s.ledger, ChainHead(shard, 0, 1, first.hash()), overlapping, T0 + 1)
-                with pytest.raises(LedgerCorrupted, match="already recorded"):
+                with pytest.raises(LedgerRace, match="already recorded"):
                     await s.ledger.append_batch(header, overlapping, leaves)
                 return (await s.ledger.head(shard), await s.ledger.records(shard, [1, 2, 3]), rows,
                         await s.ledger.batch_leaves(shard, 1))

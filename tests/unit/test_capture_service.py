@@ -50,7 +50,7 @@ class TestAppendBatch:
             (r.code, r.seq, r.accepted_at_ms, r.fiscal_sign) for r in first[::-1]]
         assert w.store.documents(_shard()) == 2
 
-    def test_another_document_under_a_used_counter_is_a_409_conflict(self):
+    def test_another_document_under_a_used_counter_is_a_conflict(self):
         w = World()
 
         async def main():
@@ -59,7 +59,7 @@ class TestAppendBatch:
                                       [doc(TERMINAL, 1, seed="another"), doc(TERMINAL, 2)])
 
         conflict, accepted = asyncio.run(main())
-        assert isinstance(conflict, DocumentConflict) and (conflict.status, conflict.field) == (409, "counter")
+        assert isinstance(conflict, DocumentConflict) and conflict.field == "counter"
         assert isinstance(accepted, Accepted) and accepted.seq == 2
 
     def test_a_full_backlog_is_overloaded_and_writes_nothing(self):
@@ -116,18 +116,24 @@ class TestFencing:
         assert fence.keys_lost_at_ms is not None
         assert w.fences.refences == 2
 
-    def test_a_store_restarted_without_its_scripts_is_refenced_without_a_loss(self):
-        w = World()
+    def test_a_store_restarted_without_its_scripts_has_every_shard_refenced_without_a_loss(self):
+        w, mine = World(), doc(TERMINAL, 1)
+        other = next(doc(f"T-{i}", 1) for i in range(100) if doc(f"T-{i}", 1).shard != mine.shard)
 
         async def main():
-            await append_batch(w.capture, w.fences, KEYS, _shard(), [doc(TERMINAL, 1)])
+            await append_batch(w.capture, w.fences, KEYS, mine.shard, [mine])
+            await append_batch(w.capture, w.fences, KEYS, other.shard, [other])
             w.store.restart()
-            again = await append_batch(w.capture, w.fences, KEYS, _shard(), [doc(TERMINAL, 2)])
-            return again, await w.fence_ledger.losses(_shard())
+            again = await append_batch(w.capture, w.fences, KEYS, mine.shard, [doc(TERMINAL, 2)])
+            suspect = w.fences.refences
+            await append_batch(w.capture, w.fences, KEYS, other.shard, [doc(other.terminal_id, 2)])
+            return again, suspect, [await w.fence_ledger.latest_epoch(s) for s in (mine.shard, other.shard)]
 
-        again, losses = asyncio.run(main())
-        assert again[0].seq == 2 and losses == []
-        assert w.fences.refences == 2
+        again, suspect, epochs = asyncio.run(main())
+        assert again[0].seq == 2
+        assert suspect == 3 and w.fences.refences == 4, "the other shard is fenced again before its next capture"
+        assert epochs == [2, 2]
+        assert w.db.fences and all(not f.plan.lost_from for fs in w.db.fences.values() for f in fs.values())
 
     def test_a_used_up_reservation_is_extended_under_the_same_fence(self):
         w = World(reservation=4)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from posray.domain.chain import GENESIS_HASH, chain_extension, record_document
-from posray.domain.errors import LedgerConflict, LedgerCorrupted
+from posray.domain.errors import LedgerConflict, StreamGap
 from posray.domain.fence import Fence
 from posray.domain.merkle import root_hash
 from posray.domain.note import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
@@ -108,14 +108,14 @@ class TestRecord:
             assert w.store.delete_entry(SHARD, 12)
             recorder = w.recorder(SHARD, batch_max=5)
             assert [await recorder.step(), await recorder.step()] == [5, 5]
-            with pytest.raises(LedgerCorrupted, match="sequence 12 is missing"):
+            with pytest.raises(StreamGap, match="sequence 12 is missing"):
                 await recorder.step()
-            with pytest.raises(LedgerCorrupted):
+            with pytest.raises(StreamGap):
                 await recorder.step()  # still stuck: it never skips the hole
             await recorder.resync()  # as the writer's loop does after a failure
-            with pytest.raises(LedgerCorrupted, match="sequence 12 is missing"):
+            with pytest.raises(StreamGap, match="sequence 12 is missing"):
                 await recorder.step()
-            with pytest.raises(LedgerCorrupted):
+            with pytest.raises(StreamGap):
                 await w.record_all(SHARD)
 
         asyncio.run(main())
