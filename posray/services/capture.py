@@ -10,7 +10,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended, RedisCapture
 from posray.domain.chain import record_code, record_document
 from posray.domain.codes import display_code, make_code
 from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, StoreRestarted, Unavailable
@@ -18,6 +17,7 @@ from posray.domain.fence import Fence
 from posray.domain.keys import OperatorKeys, fiscal_sign
 from posray.domain.transaction import Submission, document_hash, utc_iso_ms
 from posray.services.fencing import ShardFences
+from posray.services.ports import CONFLICT, NEW, SAME, Appended, CaptureLog
 
 FENCED_ATTEMPTS_MAX = 4  # re-fence or extend, then call again: a bounded number of times
 
@@ -54,7 +54,7 @@ class Accepted:
 
 
 async def capture_owned(
-    capture: RedisCapture, fences: ShardFences, keys: OperatorKeys, owned: set[int], wire: list[tuple]
+    capture: CaptureLog, fences: ShardFences, keys: OperatorKeys, owned: set[int], wire: list[tuple]
 ) -> list[tuple | PosrayError]:
     """Capture submissions of several shards (one Redis call per shard, concurrently).
 
@@ -85,7 +85,7 @@ async def capture_owned(
 
 
 async def append_batch(
-    capture: RedisCapture, fences: ShardFences, keys: OperatorKeys, shard: int,
+    capture: CaptureLog, fences: ShardFences, keys: OperatorKeys, shard: int,
     submissions: list[Submission],
 ) -> list[Accepted | DocumentConflict]:
     """Capture `submissions` (all of `shard`) in one atomic Redis step, under the shard's fence.
@@ -151,7 +151,7 @@ class _KeysLost(Exception):
 
 
 async def _append_fenced(
-    capture: RedisCapture, fences: ShardFences, shard: int, now_ms: int, submissions: list[Submission],
+    capture: CaptureLog, fences: ShardFences, shard: int, now_ms: int, submissions: list[Submission],
     fence: Fence,
 ) -> list[Appended]:
     for _ in range(FENCED_ATTEMPTS_MAX):

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posray.adapters.pg_fences import FenceState, Loss, PgFences
-from posray.adapters.pg_ledger import PgLedger
 from posray.domain.fence import Fence
-from posray.services.fencing import FenceStore, ShardFences
+from posray.services.fencing import ShardFences
+from posray.services.ports import FenceLedger, FenceState, FenceStore, Ledger, Loss
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,7 @@ class ShardCapture:
         }
 
 
-async def capture_status(fences: PgFences, ledger: PgLedger, shards: list[int]) -> list[ShardCapture]:
+async def capture_status(fences: FenceLedger, ledger: Ledger, shards: list[int]) -> list[ShardCapture]:
     """Per shard of `shards` (and any other shard the fencing tables name): fence, losses, conflicts.
 
     Raises:
@@ -72,7 +71,7 @@ async def capture_status(fences: PgFences, ledger: PgLedger, shards: list[int]) 
             for shard in sorted(named)]
 
 
-async def release(fences: PgFences, shard: int, by: str) -> list[tuple[int, bytes]]:
+async def release(fences: FenceLedger, shard: int, by: str) -> list[tuple[int, bytes]]:
     """Release the shard's unreleased conflicts: its ledger writer acknowledges them as lost.
 
     The writer retries a stopped shard on its own (actors/ledger_writer.py), so recording resumes
@@ -105,7 +104,7 @@ class Rebound:
                 "lost_from": self.lost_from, "lost_to": self.lost_to}
 
 
-async def rebind(store: FenceStore, fences: PgFences, store_id: str, reservation: int,
+async def rebind(store: FenceStore, fences: FenceLedger, store_id: str, reservation: int,
                  shards: list[int]) -> list[Rebound]:
     """Fence `shards` held by another store for `store_id` instead, in the ledger and in `store`.
 

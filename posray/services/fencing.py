@@ -13,35 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
-
 import orjson
 
 from posray.domain.errors import NotFenced, Unavailable
 from posray.domain.transaction import issued_at_ms
-from posray.domain.fence import Fence, FencePlan, IssuedRanges, PriorFence, StoreMismatch, StoreState, plan_fence
+from posray.domain.fence import Fence, FencePlan, IssuedRanges, PriorFence, StoreMismatch, plan_fence
+from posray.services.ports import FenceLedger, FenceStore
 
 log = logging.getLogger(__name__)
 INSTALL_ATTEMPTS_MAX = 5
 # Terminal clocks may run ahead (the edge admits 5 minutes): a sale issued up to an hour after the
 # store lost its keys is still checked against the ledger.
 ISSUED_MARGIN_MS = 3_600_000
-
-
-class FenceStore(Protocol):
-    """The capture store's side (posray.adapters.redis_capture.RedisCapture)."""
-
-    async def state(self, shard: int) -> StoreState: ...
-    async def install(self, shard: int, seen_counter: int, fence: Fence, ledger_seq: int) -> bool: ...
-    async def extend(self, shard: int, epoch: int, reserved: int) -> bool: ...
-
-
-class FenceLedger(Protocol):
-    """The ledger's side (posray.adapters.pg_fences.PgFences)."""
-
-    async def establish(self, shard: int, store: str, store_seq: int, plan) -> Fence: ...
-    async def reserve(self, shard: int, epoch: int, reserved_seq: int) -> bool: ...
-    async def recorded(self, shard: int, counters: list[tuple[str, int]]) -> dict: ...
 
 
 class ShardFences:

@@ -13,21 +13,19 @@ from datetime import date
 
 import orjson
 
-from posray.adapters.pg_fences import PgFences
-from posray.adapters.pg_ledger import PgLedger, RecordedEntry
-from posray.adapters.redis_capture import RedisCapture
 from posray.domain.chain import record_code, record_document
 from posray.domain.codes import CodeKey, CodePlace, binds, display_code, locate_code, make_code
 from posray.domain.errors import NotFound, ReceiptLost
 from posray.domain.merkle import inclusion_proof
 from posray.services import proofs
+from posray.services.ports import CaptureLog, FenceLedger, Ledger, RecordedEntry
 from posray.domain.transaction import document_hash, issued_at_ms, shard_of, utc_iso_ms
 
 _PRINTED = ("terminal_id", "counter", "issued_at", "type", "currency", "items", "payments",
             "total_minor", "vat", "refers_to")
 
 
-async def by_code(ledger: PgLedger, capture: RedisCapture, fences: PgFences, code_key: CodeKey,
+async def by_code(ledger: Ledger, capture: CaptureLog, fences: FenceLedger, code_key: CodeKey,
                   text: str) -> dict:
     """The receipt named by a code.
 
@@ -44,7 +42,7 @@ async def by_code(ledger: PgLedger, capture: RedisCapture, fences: PgFences, cod
     return receipt
 
 
-async def proof_bundle(ledger: PgLedger, fences: PgFences, code_key: CodeKey, text: str,
+async def proof_bundle(ledger: Ledger, fences: FenceLedger, code_key: CodeKey, text: str,
                        tree_size: int | None = None) -> dict:
     """Everything needed to verify a receipt offline: record, leaf, inclusion proof, checkpoint.
 
@@ -64,7 +62,7 @@ async def proof_bundle(ledger: PgLedger, fences: PgFences, code_key: CodeKey, te
 
 
 async def by_fields(
-    ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, shard_count: int,
+    ledger: Ledger, capture: CaptureLog, code_key: CodeKey, shard_count: int,
     terminal_id: str, counter: int, day: date, total_minor: int,
 ) -> dict:
     """The receipt with these printed fields (terminal, counter, local date, total).
@@ -85,7 +83,7 @@ async def by_fields(
     raise NotFound("no receipt matches this terminal, counter, date and total")
 
 
-async def _at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, place: CodePlace) -> dict | None:
+async def _at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey, place: CodePlace) -> dict | None:
     """The receipt at the code's place if the code was issued for the document found there."""
     entry = await ledger.entry(place.shard, place.seq)
     if entry is not None:
@@ -103,7 +101,7 @@ async def _at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey, place:
     return _accepted(place.code, place.shard, place.seq, accepted_at_ms, canonical)
 
 
-async def _document_at(ledger: PgLedger, capture: RedisCapture, code_key: CodeKey,
+async def _document_at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey,
                        shard: int, seq: int) -> dict | None:
     """Whatever document sits at (shard, seq), recorded or captured, with the code it was issued."""
     entry = await ledger.entry(shard, seq)
@@ -130,7 +128,7 @@ def _binds_record(code_key: CodeKey, place: CodePlace, record: bytes) -> bool:
     return place.code == record_code(code_key, place.shard, place.seq, record)
 
 
-async def _raise_if_lost(fences: PgFences, code_key: CodeKey, place: CodePlace) -> None:
+async def _raise_if_lost(fences: FenceLedger, code_key: CodeKey, place: CodePlace) -> None:
     """Raise ReceiptLost when the code's place is where a capture store lost acknowledged documents."""
     for conflict in await fences.conflicts(place.shard, place.seq):
         if binds(code_key, place, conflict.document_hash):
@@ -146,14 +144,14 @@ async def _raise_if_lost(fences: PgFences, code_key: CodeKey, place: CodePlace) 
             "has been alerted; keep the paper receipt")
 
 
-async def _log_proof(ledger: PgLedger, entry: RecordedEntry) -> dict | None:
+async def _log_proof(ledger: Ledger, entry: RecordedEntry) -> dict | None:
     try:
         return await proofs.inclusion(ledger, entry.shard, entry.seq)
     except NotFound:
         return None
 
 
-async def _recorded(ledger: PgLedger, entry: RecordedEntry) -> dict:
+async def _recorded(ledger: Ledger, entry: RecordedEntry) -> dict:
     record = orjson.loads(entry.record)
     leaves = await ledger.batch_leaves(entry.shard, entry.batch_no)
     header = entry.header

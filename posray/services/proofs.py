@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 
-from posray.adapters.pg_ledger import PgLedger
 from posray.domain import tlog
 from posray.domain.errors import AuditDivergence, InvalidRequest, NotFound
 from posray.domain.note import NoteSigner
+from posray.services.ports import Ledger
 
 
 def _computed(shard: int, compute):
@@ -21,14 +21,14 @@ def _computed(shard: int, compute):
         raise AuditDivergence(f"shard {shard}: stored log hash {e.args[0]} is missing; run `posray audit`") from None
 
 
-async def tree_root(ledger: PgLedger, shard: int, size: int) -> bytes:
+async def tree_root(ledger: Ledger, shard: int, size: int) -> bytes:
     """Root hash of the first `size` leaves of `shard`'s log."""
     keys = tlog.range_keys(0, size)
     stored = await ledger.stored_hashes(shard, keys)
     return _computed(shard, lambda: tlog.range_hash(0, size, stored))
 
 
-async def inclusion(ledger: PgLedger, shard: int, seq: int, tree_size: int | None = None) -> dict:
+async def inclusion(ledger: Ledger, shard: int, seq: int, tree_size: int | None = None) -> dict:
     """Inclusion proof of document `seq` against the latest checkpoint or a given tree size.
 
     Raises:
@@ -56,7 +56,7 @@ async def inclusion(ledger: PgLedger, shard: int, seq: int, tree_size: int | Non
     }
 
 
-async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> dict:
+async def consistency(ledger: Ledger, shard: int, first: int, second: int) -> dict:
     """Consistency proof between two sizes of `shard`'s log (RFC 6962 §2.1.2).
 
     Raises:
@@ -77,7 +77,7 @@ async def consistency(ledger: PgLedger, shard: int, first: int, second: int) -> 
     }
 
 
-async def checkpoint_note(ledger: PgLedger, shard: int, tree_size: int | None = None) -> str:
+async def checkpoint_note(ledger: Ledger, shard: int, tree_size: int | None = None) -> str:
     """The signed note of `shard`'s latest checkpoint, or of the one at `tree_size`.
 
     Raises:

@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from posray.adapters.pg_fences import Conflict, Loss, PgFences
-from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_idempotency import CapturedKey
 from posray.domain.chain import record_document
 from posray.domain.transaction import document_hash
+from posray.services.ports import Conflict, FenceLedger, Ledger, Loss
 
 MISMATCHES_KEPT_MAX = 10_000  # listed in the report; all are counted
 
@@ -80,7 +79,7 @@ class Reconciliation:
         }
 
 
-async def reconcile(keys: KeyPages, ledger: PgLedger, fences: PgFences, shards: set[int] | None = None,
+async def reconcile(keys: KeyPages, ledger: Ledger, fences: FenceLedger, shards: set[int] | None = None,
                     page_keys: int = 1000, progress: Callable[[int], None] | None = None) -> Reconciliation:
     """Check every idempotency key of `shards` (all when None) against the ledger; add losses and conflicts.
 
@@ -112,7 +111,7 @@ async def reconcile(keys: KeyPages, ledger: PgLedger, fences: PgFences, shards: 
     return found
 
 
-async def _check(ledger: PgLedger, shard: int, captured: list[CapturedKey],
+async def _check(ledger: Ledger, shard: int, captured: list[CapturedKey],
                  known: dict[tuple[int, int, bytes], str], found: Reconciliation) -> None:
     """Compare keys at recorded places of one shard with the recorded documents."""
     records = await ledger.records(shard, [k.seq for k in captured if k.document_hash is not None])

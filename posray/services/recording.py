@@ -18,15 +18,13 @@ from typing import Callable
 
 import orjson
 
-from posray.adapters.pg_fences import PgFences
-from posray.adapters.pg_ledger import EntryRow, PgLedger
-from posray.adapters.redis_stream import Captured, RedisShardStream, StreamEntry
 from posray.domain import tlog
 from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, record_document, seal_batch
 from posray.domain.codes import CodeKey, make_code
 from posray.domain.errors import LedgerConflict, StreamGap
 from posray.domain.transaction import document_hash, issued_at_ms
 from posray.services.health import checkpoint_age_s
+from posray.services.ports import Captured, EntryRow, FenceLedger, Ledger, ShardStream, StreamEntry
 
 log = logging.getLogger(__name__)
 # Entries per XREADGROUP: each holds up to one capture call's documents (<= 1,000).
@@ -51,9 +49,9 @@ class ShardRecorder:
     """Records one shard: reads its stream in bounded batches and appends them to the ledger."""
 
     def __init__(
-        self, shard: int, stream: RedisShardStream, ledger: PgLedger, code_key: CodeKey,
+        self, shard: int, stream: ShardStream, ledger: Ledger, code_key: CodeKey,
         batch_max: int, wait_ms: int, sign: Sign | None = None, checkpoint_interval_s: float = 1.0,
-        observe: Observe | None = None, fences: PgFences | None = None,
+        observe: Observe | None = None, fences: FenceLedger | None = None,
     ):
         self.shard = shard
         self._stream = stream
