@@ -42,24 +42,6 @@ subclass this tree; every other class is defined here.
 
 Errors cross Ray calls by pickle: a class whose constructor takes more than the message
 defines __reduce__.
-
-
-    ├── DocumentRejected          one document refused; carries HTTP status, field, reason
-    │   ├── InvalidDocument       422/400: malformed, wrong type, inconsistent totals ...
-    │   ├── Unauthenticated       401: unknown or revoked terminal, bad MAC
-    │   └── DocumentConflict      409: another document was accepted under the same counter
-    ├── CodeMalformed             400: a receipt code that cannot be a code (length, check char)
-    ├── NotFound                  404: no such receipt / terminal / merchant
-    ├── Forbidden                 403: valid credentials that do not cover what was asked for
-    ├── Overloaded                503 + Retry-After: a bounded queue or backlog is full
-    ├── ReceiptLost               410: an acknowledged receipt that the capture store lost
-    ├── Unavailable               503 + Retry-After: Redis, PostgreSQL or an actor is unreachable
-    │   └── NotFenced             503 + Retry-After: the capture store is not fenced against the ledger
-    │       └── StoreRestarted    503 + Retry-After: the capture store restarted or failed over (scripts gone)
-    ├── LedgerCorrupted           the stored ledger contradicts itself (gap, chain break, bad hash)
-    ├── LedgerConflict            a captured (shard, seq) is recorded with another document: recording stops
-    ├── LedgerLive                an offline load (generated history) aimed at a ledger capture is fenced against
-    └── LedgerLive                an offline load (generated history) was pointed at a ledger capture is fenced against
 """
 
 from __future__ import annotations
