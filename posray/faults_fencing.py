@@ -195,8 +195,8 @@ REPLICA_LAG_S = 2.0  # how long the replicas fall behind before the primary dies
 
 
 def kill_lagging_primary(stack: FaultStack) -> str:
-    """The ledger stops (PostgreSQL down) and the replicas fall behind (SIGSTOP for REPLICA_LAG_S),
-    then kill -9 the primary; the replicas resume and the sentinels promote one. Without WAITAOF, what the primary acknowledged
+    """The ledger stops (PostgreSQL down) and the replicas fall behind (SIGSTOP, links cut, for
+    REPLICA_LAG_S), then kill -9 the primary; the replicas resume and the sentinels promote one. Without WAITAOF, what the primary acknowledged
     in those seconds is on no replica; with it, nothing unreplicated was acknowledged."""
     r = stack.redis
     old = r.primary_port()
@@ -204,6 +204,9 @@ def kill_lagging_primary(stack: FaultStack) -> str:
     stack.pg.stop()  # the ledger falls behind too: what was acknowledged is only in the stores
     for folder in replicas:
         r.pause(folder)
+    # Cut the replication links: what the primary writes from now on reaches no replica (a paused
+    # replica would otherwise still find it in its socket buffer when it resumes).
+    redis.Redis(port=old, socket_timeout=5).client_kill_filter(_type="replica")
     try:
         time.sleep(REPLICA_LAG_S)
         r.kill(r.node_of(old))
@@ -212,8 +215,8 @@ def kill_lagging_primary(stack: FaultStack) -> str:
             r.resume(folder)
     new = r.wait_promoted(old)
     stack.old_primary = old
-    return (f"PostgreSQL stopped, replicas paused {REPLICA_LAG_S:g} s, then kill -9 the primary "
-            f"(:{old}); the sentinels promoted :{new}")
+    return (f"PostgreSQL stopped, replicas paused and cut off {REPLICA_LAG_S:g} s, then kill -9 the "
+            f"primary (:{old}); the sentinels promoted :{new}")
 
 
 def restart_old_primary(stack: FaultStack) -> str:

@@ -11,8 +11,10 @@ from posray.domain.errors import Unavailable
 
 _SCHEMA = resources.files("posray.adapters").joinpath("schema.sql").read_text()
 TRANSIENT = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: the connection broke or was refused
+    # class 57: the server is shutting down (AdminShutdownError on a connection in use, as a
+    # fast shutdown ends it), starting up (CannotConnectNowError) or cancelled the statement
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
     ConnectionError,
