@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from deployments.ingress import build_app
 from deployments.launcher import ensure_actors
-from posray.serve_config import settings_from_args
+from deployments.serve_args import settings_from_args
 
 
 def build(args: dict):

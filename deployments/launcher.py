@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import signal
+import socket
 import stat
 import tempfile
 import logging
@@ -32,7 +33,6 @@ from actors.placement import ingest_name, ledger_name, owned_shards
 from deployments import haproxy_guard
 from deployments.ingress import APP_NAME, build_app
 from posray import ray_auth
-from posray.embedded import free_port
 from posray.settings import Settings
 
 log = logging.getLogger("posray.launcher")
@@ -60,6 +60,13 @@ INGRESS_ENV = {
 AUTH_ENV = {"RAY_AUTH_MODE": "token"}
 READY_TIMEOUT_S = 120
 
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now (for HAProxy's stats and metrics of a local Ray)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 def ray_env(settings: Settings | None = None) -> dict[str, str]:
     """The environment a Ray node of posray is started with (with settings: its own token)."""

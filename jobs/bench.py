@@ -27,9 +27,9 @@ import polars as pl
 from posray import ray_auth
 from posray.adapters import parquet_snapshot
 from posray.analytics import partial
-from posray.analytics.bench import EnginesDisagree, PolarsEngine, check_agree, measure, snapshot_size, summarise, write_report
+from jobs.analytics_bench import EnginesDisagree, PolarsEngine, check_agree, measure, snapshot_size, summarise, write_report
 from posray.synthetic.bulk import read_manifest, write_bulk_snapshot
-from posray.analytics.cli import bench_arguments, job_arguments, settings_for
+from jobs.arguments import bench_arguments, job_arguments, settings_for
 from posray.adapters.parquet_snapshot import read_watermark
 from posray.synthetic.world import GeneratorConfig
 
@@ -192,7 +192,7 @@ def _engines(wanted: list[str], snapshot: Path, args, report: dict) -> tuple[dic
     if "polars" in wanted:
         engines["polars"] = PolarsEngine(snapshot)
     if "duckdb" in wanted:
-        from posray.analytics.bench_sql import DuckDBEngine
+        from jobs.analytics_bench_sql import DuckDBEngine
 
         engines["duckdb"] = DuckDBEngine(snapshot)
     return engines, connected_here

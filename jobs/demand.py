@@ -21,7 +21,7 @@ import polars as pl
 
 from posray.analytics import demand, demand_charts
 from posray.analytics.charts import major, png_bytes
-from posray.analytics.cli import demand_arguments, job_arguments, job_inputs
+from jobs.arguments import demand_arguments, job_arguments, job_inputs
 from posray.analytics.report import Report
 
 

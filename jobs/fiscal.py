@@ -16,7 +16,7 @@ import sys
 import polars as pl
 
 from posray.analytics import charts, fiscal
-from posray.analytics.cli import job_arguments, report_arguments, job_inputs
+from jobs.arguments import job_arguments, report_arguments, job_inputs
 from posray.analytics.report import Report
 
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from posray.analytics import integrity, integrity_charts
 from posray.analytics.charts import png_bytes
-from posray.analytics.cli import MERCHANTS_FILE, integrity_arguments, job_arguments, read_merchants, job_inputs
+from jobs.arguments import MERCHANTS_FILE, integrity_arguments, job_arguments, read_merchants, job_inputs
 from posray.analytics.report import Report
 
 

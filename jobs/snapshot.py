@@ -29,7 +29,7 @@ import polars as pl
 from posray import ray_auth
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_snapshot import PgSnapshotSource
-from posray.analytics.cli import job_arguments, settings_for, snapshot_arguments
+from jobs.arguments import job_arguments, settings_for, snapshot_arguments
 from posray.progress import Progress
 from posray.analytics.snapshot import TABLES, decode_page
 from posray.adapters.parquet_snapshot import part_files, part_path, read_watermark, write_watermark

@@ -9,11 +9,14 @@ Precedence: --data-dir < POSRAY_DATA_DIR < ./.posray when it holds a deployment 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from posray import ray_auth
 from posray.domain.errors import SetupError
+from posray.settings import Settings
 
 DEFAULT_DATA_DIR = Path(".posray")
 STATE_FILE = "state.json"
@@ -73,3 +76,41 @@ def require(settings, *names: str) -> None:
         raise NoDeployment(
             f"no running posray found in {settings.data_dir} (no {variables}): run `posray up`, "
             f"or point POSRAY_DATA_DIR (or --data-dir) at its data folder, or set {variables}")
+
+
+def _ray_env(settings: Settings) -> None:
+    """Ray reads RAY_AUTH_MODE when it is imported: set it (and the token file) before any `import ray`."""
+    ray_auth.use_deployment_token(settings.data_dir)
+
+
+def load_state(data_dir: Path) -> dict:
+    """What `posray up` recorded in data_dir ({} when it never ran there)."""
+    state_path = data_dir / STATE_FILE
+    if not state_path.exists():
+        return {}
+    try:
+        return json.loads(state_path.read_text())
+    except ValueError:
+        raise NoDeployment(f"{state_path} is not valid JSON: run `posray down`, then `posray up`") from None
+
+
+def deployment_settings(args) -> Settings:
+    """Defaults < POSRAY_* environment < what `posray up` recorded < command-line flags.
+
+    What every command and job runs with. The data folder is found from any directory (above);
+    the process is pointed at
+    the deployment's Ray token, so that every Ray driver a command starts can connect.
+    """
+    base = Settings.from_env()
+    data_dir = find_data_dir(getattr(args, "data_dir", None))
+    base = base.replace(data_dir=data_dir)
+    _ray_env(base)
+    state = load_state(data_dir)
+    if state:
+        known = ("redis_url", "pg_dsn", "ray_address")
+        base = base.replace(**{k: state[k] for k in known if state.get(k) and getattr(base, k) is None})
+        # What `posray up` deployed with wins over defaults (not over explicit POSRAY_* variables).
+        fixed = {k: v for k, v in state.get("deployed", {}).items()
+                 if f"POSRAY_{k.upper()}" not in os.environ}
+        base = base.replace(**fixed)
+    return base

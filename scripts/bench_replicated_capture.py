@@ -19,7 +19,7 @@ import time
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.domain.fence import Fence
 from posray.domain.transaction import Submission
-from posray.embedded.redis_set import ReplicatedRedis
+from tooling.embedded.redis_set import ReplicatedRedis
 
 _counter = itertools.count(1)
 

@@ -9,7 +9,7 @@ import sys
 
 import orjson
 
-from posray.simulator import make_document
+from tooling.simulator import make_document
 
 
 def main(argv: list[str]) -> None:

@@ -1,3 +1,3 @@
 """Document builders for tests: the terminal simulator of posray itself."""
 
-from posray.simulator import make_document, now_issued_at, resign, submission_of  # noqa: F401
+from tooling.simulator import make_document, now_issued_at, resign, submission_of  # noqa: F401

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from posray.adapters.keyfile import load_keys
-from posray.embedded import ChildRedis, free_port
+from tooling.embedded import ChildRedis, free_port
 from posray.settings import Settings
 
 from tests.conftest import private_database

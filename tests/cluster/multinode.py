@@ -117,7 +117,7 @@ class NetnsValkey:
         return f"redis://{self.host}:{VALKEY_PORT}/0"
 
     def start(self) -> "NetnsValkey":
-        from posray.embedded import redis_binary
+        from tooling.embedded import redis_binary
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "valkey.conf"
@@ -142,7 +142,7 @@ class NetnsPostgres:
         return f"postgresql://postgres@{self.host}:{POSTGRES_PORT}/{database}"
 
     def start(self) -> "NetnsPostgres":
-        from posray.embedded import postgres_bin_dir
+        from tooling.embedded import postgres_bin_dir
 
         bin_dir, pgdata = postgres_bin_dir(), self.data_dir / "pgdata"
         pgdata.mkdir(parents=True, exist_ok=True)
@@ -389,7 +389,7 @@ async def _probe(client, single, k: int, doc: int, start: float) -> Probe:
 
 async def resend(client, series, docs: list[int], timeout_s: float) -> tuple[dict, list]:
     """Resend documents (a terminal's retry) until each is acknowledged; (figures, acks)."""
-    from posray.bench.workload import RequestBuilder
+    from tooling.bench.workload import RequestBuilder
 
     builder = RequestBuilder(series, "x", 0, 1).open()
     pending, acks = list(docs), []
@@ -465,9 +465,9 @@ class MultiNodeRun:
             # Fail before the two minutes of set-up if the bench's modules do not import.
             import httpx  # noqa: F401
 
-            import posray.bench.ledger  # noqa: F401
-            import posray.bench.loadgen  # noqa: F401
-            import posray.bench.workload  # noqa: F401
+            import tooling.bench.ledger  # noqa: F401
+            import tooling.bench.loadgen  # noqa: F401
+            import tooling.bench.workload  # noqa: F401
 
             self._setup()
             asyncio.run(self._scenarios())
@@ -520,7 +520,7 @@ class MultiNodeRun:
         """Operator seed, schema, settings, the signed documents and their terminals."""
         from posray.adapters.keyfile import create_seed, load_keys
         from posray.adapters.pg import apply_schema, create_pool, ensure_database
-        from posray.bench import workload
+        from tooling.bench import workload
 
         seed = self.root / "keys" / "operator.seed"
         create_seed(seed)
@@ -598,7 +598,7 @@ class MultiNodeRun:
         import httpx
 
         from posray.adapters.pg import create_pool
-        from posray.bench.ledger import LedgerMonitor
+        from tooling.bench.ledger import LedgerMonitor
 
         head = self.net.address("head")
         self.pool = await create_pool(self.settings["pg_dsn"], size_max=2)
@@ -619,8 +619,8 @@ class MultiNodeRun:
 
     async def _phase(self, phase: Phase, fault) -> None:
         """Load + probes; the fault; TAIL_S more seconds of load; resend; drain; check."""
-        from posray.bench.loadgen import LoadPlan, run_load
-        from posray.bench.workload import AckRecorder, RequestBuilder
+        from tooling.bench.loadgen import LoadPlan, run_load
+        from tooling.bench.workload import AckRecorder, RequestBuilder
 
         head = self.net.address("head")
         requests = int(RATE_RPS * PHASE_MAX_S + 2)
@@ -675,7 +675,7 @@ class MultiNodeRun:
         self.results["phases"][phase.name] = summarize(phase)
 
     async def _check(self, first_doc: int, acks) -> dict:
-        from posray.bench.ledger import check_exactly_once
+        from tooling.bench.ledger import check_exactly_once
 
         started = time.monotonic()
         drained = await self.monitor.wait_drained(DRAIN_TIMEOUT_S, lambda backlog, captured: None)

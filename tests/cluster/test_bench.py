@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from posray.bench.cli import BenchOptions, run_bench
+from tooling.bench.cli import BenchOptions, run_bench
 from tests.cluster.conftest import wait_until
 
 pytestmark = pytest.mark.cluster

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from posray.embedded import free_port
+from tooling.embedded import free_port
 
 pytestmark = pytest.mark.cluster
 POSRAY = str(Path(sys.executable).with_name("posray"))

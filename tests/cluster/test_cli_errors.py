@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from posray.adapters.keyfile import create_seed
-from posray.cli import build_parser
-from posray.embedded import free_port
+from tooling.cli import build_parser
+from tooling.embedded import free_port
 
 pytestmark = pytest.mark.cluster
 POSRAY = str(Path(sys.executable).with_name("posray"))

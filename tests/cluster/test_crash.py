@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from actors.placement import ingest_name, ledger_name
-from posray.simulator import make_document
+from tooling.simulator import make_document
 
 from tests.cluster.conftest import wait_until
 from tests.cluster.test_end_to_end import ledger_rows, register

@@ -12,7 +12,7 @@ import pytest
 
 from posray.domain.chain import GENESIS_HASH, BatchHeader
 from posray.domain.merkle import leaf_hash, root_hash, verify_inclusion
-from posray.simulator import make_document, resign
+from tooling.simulator import make_document, resign
 
 from tests.cluster.conftest import wait_until
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from posray.faults_cli import RETRY_LATER
+from tooling.faults_cli import RETRY_LATER
 
 pytestmark = pytest.mark.cluster
 RUN_TIMEOUT_S = 600
@@ -20,7 +20,7 @@ RUN_TIMEOUT_S = 600
 
 def test_ledger_kill_and_redis_restart_keep_exactly_once_and_answer_only_retry_later(tmp_path):
     out, raw = tmp_path / "reliability.md", tmp_path / "faults.json"
-    cmd = [sys.executable, "-m", "posray.cli", "faults", "--scenarios", "ledger-kill", "redis-restart",
+    cmd = [sys.executable, "-m", "tooling.cli", "faults", "--scenarios", "ledger-kill", "redis-restart",
            "--duration-s", "8", "--fault-at-s", "2", "--rate", "150", "--replicas", "1",
            "--no-pg-fsync", "--out", str(out), "--json", str(raw)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from posray.faults_cli import RETRY_LATER
-from posray.faults_fencing import FOREIGN_DOCUMENTS
+from tooling.faults_cli import RETRY_LATER
+from tooling.faults_fencing import FOREIGN_DOCUMENTS
 
 pytestmark = pytest.mark.cluster
 RUN_TIMEOUT_S = 900
@@ -26,7 +26,7 @@ SCENARIOS = ("ledger-foreign", "redis-flush", "redis-rewind", "second-deployment
 def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fencing-faults")
     out, raw = tmp / "reliability.md", tmp / "faults.json"
-    cmd = [sys.executable, "-m", "posray.cli", "faults", "--scenarios", *SCENARIOS,
+    cmd = [sys.executable, "-m", "tooling.cli", "faults", "--scenarios", *SCENARIOS,
            "--duration-s", "8", "--fault-at-s", "2", "--rate", "150", "--replicas", "1",
            "--no-pg-fsync", "--out", str(out), "--json", str(raw)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)

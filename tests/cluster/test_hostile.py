@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from posray.domain.terminal_mac import document_mac
-from posray.simulator import make_document
+from tooling.simulator import make_document
 from tests.cluster.test_merchant_api import bearer, register
 
 pytestmark = pytest.mark.cluster

@@ -9,7 +9,7 @@ import pytest
 from posray.domain.merkle import verify_consistency
 from posray.domain.note import NoteVerifier, open_checkpoint
 from posray.domain.receipt_proof import verify_receipt_bundle
-from posray.simulator import make_document
+from tooling.simulator import make_document
 
 from tests.cluster.conftest import wait_until
 from tests.cluster.test_end_to_end import register

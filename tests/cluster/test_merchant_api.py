@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posray.simulator import make_document
+from tooling.simulator import make_document
 from tests.cluster.conftest import wait_until
 
 pytestmark = pytest.mark.cluster

@@ -11,7 +11,7 @@ import ray
 from prometheus_client.parser import text_string_to_metric_families
 
 from posray.services.status import gather_status
-from posray.simulator import make_document
+from tooling.simulator import make_document
 
 from tests.cluster.conftest import wait_until
 from tests.cluster.test_end_to_end import register

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from posray.simulator import make_document
+from tooling.simulator import make_document
 
 from tests.cluster.conftest import wait_until
 from tests.cluster.test_end_to_end import register

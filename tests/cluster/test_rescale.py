@@ -7,7 +7,7 @@ import pytest
 
 from deployments import launcher
 from posray.domain.transaction import shard_of
-from posray.simulator import make_document
+from tooling.simulator import make_document
 
 from tests.cluster.test_crash import assert_recorded_exactly_once, send_stream
 from tests.cluster.test_end_to_end import register

@@ -21,7 +21,7 @@ import pytest
 from posray.adapters.keyfile import load_keys
 from posray.domain.keys import terminal_key
 from posray.domain.merchant_token import issue_token
-from posray.simulator import make_document, resign
+from tooling.simulator import make_document, resign
 
 pytestmark = pytest.mark.cluster
 HEX_RUN = re.compile(rb"[0-9a-fA-F]{64,}")

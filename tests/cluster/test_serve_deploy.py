@@ -20,9 +20,9 @@ import yaml
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import apply_schema
 from posray import ray_auth
-from posray.embedded import free_port
+from tooling.embedded import free_port
 from posray.settings import Settings
-from posray.simulator import make_document
+from tooling.simulator import make_document
 from tests.cluster.conftest import wait_until
 from tests.conftest import PG_ADMIN_DSN, _admin
 

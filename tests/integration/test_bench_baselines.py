@@ -8,8 +8,8 @@ import redis.asyncio as aioredis
 
 from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import create_pool
-from posray.bench import baselines, workload
-from posray.bench.cli import BenchOptions
+from tooling.bench import baselines, workload
+from tooling.bench.cli import BenchOptions
 from posray.settings import Settings
 from tests.conftest import private_database, run
 
@@ -91,7 +91,7 @@ class TestRawAppends:
 class TestLedgerCapacity:
     def test_posray_records_every_captured_document_once_in_chained_batches_then_cleans_up(
             self, series, bench_dsn, redis_url, seed_file):
-        from posray.bench.ledger_capacity import ledger_capacity
+        from tooling.bench.ledger_capacity import ledger_capacity
 
         entries = baselines.load_entries(series, 0, DOCUMENTS)
         databases_before = run(_databases(bench_dsn))

@@ -20,7 +20,7 @@ from posray.adapters.redis_keys import fence_key
 from posray.adapters.redis_stream import StreamEntry
 from posray.services.loading import load_into_ledger
 from posray.synthetic.generator import GeneratorConfig
-from posray.cli import main
+from tooling.cli import main
 from posray.domain.errors import LedgerConflict, LedgerLive, NotFenced, ReceiptLost
 from posray.domain.keys import terminal_key
 from posray.services.capture import append_batch

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 import redis
 
-from posray import embedded
-from posray.embedded import ChildPostgres, ChildRedis, EmbeddedError
+from tooling import embedded
+from tooling.embedded import ChildPostgres, ChildRedis, EmbeddedError
 
 
 def _redis_binaries() -> list[Path]:

@@ -18,7 +18,7 @@ import pytest
 from posray.adapters.pg import apply_schema, create_pool
 from posray.adapters.pg_ledger import EntryRow, PgLedger
 from posray.adapters.pg_lottery import PgLottery
-from posray.cli import main
+from tooling.cli import main
 from posray.domain import tlog
 from posray.domain.chain import record_bytes, seal_batch
 from posray.domain.chain import record_code
@@ -26,10 +26,10 @@ from posray.domain.codes import make_code
 from posray.domain.errors import LedgerCorrupted
 from posray.domain.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from posray.domain.transaction import canonical_document, document_hash
-from posray.lottery_cli import parse_moment
+from tooling.lottery_cli import parse_moment
 from posray.services import proofs
 from posray.services.lottery import DrawRefused, draw_winners
-from posray.simulator import make_document
+from tooling.simulator import make_document
 from tests.conftest import PG_ADMIN_DSN, run
 
 LOG_NAME = "lottery.test/log"

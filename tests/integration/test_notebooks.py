@@ -17,7 +17,8 @@ import pytest
 from nbclient import NotebookClient
 
 from jobs.snapshot import export_snapshot
-from posray.analytics.cli import MERCHANTS_FILE, write_merchants
+from jobs.arguments import MERCHANTS_FILE
+from tooling.analytics_cli import write_merchants
 from posray.services.loading import load_into_ledger
 from posray.synthetic.generator import GeneratorConfig, build_world
 from posray.settings import Settings

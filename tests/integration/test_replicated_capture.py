@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from posray.adapters.redis_capture import RedisCapture, connect
 from posray.adapters.redis_keys import stream_key
 from posray.domain.errors import Unavailable
-from posray.embedded import redis_binary
-from posray.embedded.redis_set import ReplicatedRedis
+from tooling.embedded import redis_binary
+from tooling.embedded.redis_set import ReplicatedRedis
 from posray.services.capture import Accepted, append_batch
 from posray.settings import Settings
 from tests.documents import make_document, submission_of

@@ -11,10 +11,10 @@ import pytest
 
 from posray.adapters import parquet_snapshot
 from posray.analytics import partial
-from posray.analytics.bench import EnginesDisagree, PolarsEngine, check_agree, snapshot_size, summarise, write_report
+from jobs.analytics_bench import EnginesDisagree, PolarsEngine, check_agree, snapshot_size, summarise, write_report
 from posray.synthetic.bulk import write_bulk_snapshot
 from posray.synthetic.world import GeneratorConfig
-from posray.cli import build_parser
+from tooling.cli import build_parser
 
 CONFIG = GeneratorConfig(seed=5, merchants=12, start=date(2026, 3, 23), days=21, documents=8000, shard_count=4,
                          anomalies=False)
@@ -78,7 +78,7 @@ class TestMerge:
 class TestDuckDB:
     def test_the_sql_engine_agrees_with_the_polars_functions(self, snapshot, reference):
         pytest.importorskip("duckdb")
-        from posray.analytics.bench_sql import DuckDBEngine
+        from jobs.analytics_bench_sql import DuckDBEngine
 
         engine = DuckDBEngine(snapshot)
         try:

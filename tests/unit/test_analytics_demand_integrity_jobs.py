@@ -10,9 +10,10 @@ import pytest
 
 from jobs import demand as demand_job
 from jobs import integrity as integrity_job
-from posray.analytics.cli import MERCHANTS_FILE, read_merchants, write_merchants
+from jobs.arguments import MERCHANTS_FILE, read_merchants
+from tooling.analytics_cli import write_merchants
 from posray.synthetic.generator import GeneratorConfig, build_world
-from posray.cli import build_parser
+from tooling.cli import build_parser
 from tests.unit.analytics_generated import write_snapshot
 
 CONFIG = GeneratorConfig(seed=3, merchants=12, start=date(2026, 3, 2), days=21, documents=5000, shard_count=4)

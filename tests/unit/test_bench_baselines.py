@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from posray.adapters.pg_ledger import ENTRY_COLUMNS
-from posray.bench import baselines, report
-from posray.bench.naive_peer import NaivePeer, TerminalKeys
-from posray.bench.workload import Series
+from tooling.bench import baselines, report
+from tooling.bench.naive_peer import NaivePeer, TerminalKeys
+from tooling.bench.workload import Series
 from posray.domain.codes import CodeKey
 from posray.domain.keys import terminal_key
 from posray.domain.merkle import leaf_hash

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from posray.bench.cpu import per_document_us, scaling_model, snapshot
+from tooling.bench.cpu import per_document_us, scaling_model, snapshot
 
 
 def test_cpu_of_a_process_tree_named_by_a_marker_is_counted_by_role():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from posray.bench.suite import ledger_steadiness, markdown, summarize
+from tooling.bench.suite import ledger_steadiness, markdown, summarize
 
 
 def report(docs_per_s, p99=10.0, backlog=None, baselines=None, errors=0, drained=True, duration_s=10.0):

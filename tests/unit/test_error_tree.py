@@ -15,9 +15,9 @@ from posray.domain.errors import PosrayError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Modules that define a class of the tree outside posray/domain/errors.py (see its docstring).
-DEFINING_MODULES = ("posray.settings", "posray.adapters.keyfile", "posray.embedded.common", "posray.locate",
+DEFINING_MODULES = ("posray.settings", "posray.adapters.keyfile", "tooling.embedded.common", "posray.locate",
                     "deployments.haproxy_guard", "posray.domain.note", "posray.domain.fence",
-                    "posray.services.lottery", "posray.analytics.bench")
+                    "posray.services.lottery", "jobs.analytics_bench")
 # Private signals that never leave their module (caught where raised).
 # Control flow inside one module, never raised out of it.
 PRIVATE_SIGNALS = {("posray/services/audit.py", "_Diverged"), ("posray/services/capture.py", "_KeysLost")}

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from posray.bench.loadgen import LoadPlan, encode_request, run_load
+from tooling.bench.loadgen import LoadPlan, encode_request, run_load
 
 _LENGTH = re.compile(rb"content-length: *(\d+)")
 

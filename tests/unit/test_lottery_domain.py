@@ -21,7 +21,7 @@ from posray.domain.lottery import (
     uniform_index,
 )
 from posray.domain.note import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
-from posray.lottery_cli import parse_moment
+from tooling.lottery_cli import parse_moment
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lottery.md"
 _BLOCK = re.compile(r"<!-- example:([\w-]+) -->\s*\n```[\w-]*\n(.*?)\n```", re.DOTALL)

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from posray.adapters.pg_terminals import _counted
-from posray.bench import workload
+from tooling.bench import workload
 from posray.progress import Progress
 from posray.services.terminals import write_keys_file
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posray.cli import main
-from posray.serve_config import carries_password, render, settings_from_args, to_yaml
+from tooling.cli import main
+from deployments.serve_args import settings_from_args
+from tooling.serve_config import carries_password, render, to_yaml
 from posray.settings import Settings, SettingsError
 
 BASE = Settings(redis_url="redis://10.0.1.20:6379/0", pg_dsn="postgresql://posray_app@10.0.1.21/posray",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from posray import cli
+from tooling import cli
 from posray.services import status
 
 
