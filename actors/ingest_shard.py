@@ -1,14 +1,13 @@
 """IngestShard: a Ray actor holding Redis connections for its logical shards.
 
-A thin shell around posray.services.capture.capture_owned: one call carries many documents of
-any of its shards (one Redis call per shard).
+A thin shell around posray.services.capture (start_capture, then capture_owned): one call carries
+many documents of any of its shards (one Redis call per shard), encoded by posray.services.hop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 
 import ray
@@ -18,12 +17,11 @@ from posray.adapters.keyfile import load_keys
 from posray.adapters.pg import check_layout, create_pool
 from posray.adapters.pg_fences import PgFences
 from posray.adapters.redis_capture import RedisCapture, connect
-from posray.domain.errors import Unavailable
-from posray.services.capture import capture_owned
+from posray.services import hop
+from posray.services.capture import capture_owned, start_capture
 from posray.services.fencing import ShardFences
 from posray.settings import Settings
 
-log = logging.getLogger("posray.ingest")
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
@@ -44,11 +42,6 @@ class IngestShard:
         self._ready = asyncio.get_running_loop().create_task(self._prepare())
 
     async def _prepare(self) -> None:
-        durability = await self._capture.durability()
-        if durability != "always":
-            if self._settings.redis_require_aof:
-                raise Unavailable(f"Redis is not durable (appendfsync: {durability}); refusing to ack")
-            log.warning("Redis durability is %r: acknowledged documents may be lost on a crash", durability)
         if self._fences is None:
             # The pool lives as long as the actor: fences are set and reservations extended from it.
             pool = await create_pool(self._settings.pg_dsn, size_max=2)
@@ -60,19 +53,19 @@ class IngestShard:
             s = self._settings
             self._fences = ShardFences(self._capture, PgFences(pool), s.capture_store_id, s.capture_reservation,
                                        keys_ttl_s=s.idempotency_ttl_s)
-        for shard in self._shards:
-            await self._fences.ensure(shard)
+        await start_capture(self._capture, self._fences, self._shards, self._settings.redis_require_aof)
 
-    async def append(self, submissions: list[tuple]) -> list:
-        """Capture submissions (as tuples, cheap to pickle) of any owned shards; one result each."""
+    async def append(self, wire: list[tuple]) -> list:
+        """Capture submissions of any owned shards (posray.services.hop's tuples); one result each."""
         await self._ensure_ready()
-        for shard, documents in collections.Counter(fields[2] for fields in submissions).items():
+        submissions = hop.receive_submissions(wire)
+        for shard, documents in collections.Counter(s.shard for s in submissions).items():
             self._metrics.call(shard, documents)
         results = await capture_owned(self._capture, self._fences, self._keys, self._shards, submissions)
         while self._fences.losses:  # what re-fencing found lost: counted once, and logged there
             shard, loss = self._fences.losses.pop()
             self._metrics.lost(shard, loss.lost_to - loss.lost_from + 1)
-        return results
+        return hop.send_results(results)
 
     async def _ensure_ready(self) -> None:
         try:

@@ -1,7 +1,8 @@
 """LedgerWriter: a Ray actor recording its logical shards' streams into PostgreSQL.
 
-A thin shell that runs one posray.services.recording.ShardRecorder loop per owned shard,
-from construction on (so a restarted actor resumes by itself), with bounded back-off.
+A thin shell that runs posray.services.recording.keep_recording for every owned shard, from
+construction on (so a restarted actor resumes by itself); what to retry and when to stop is
+decided there.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import connect
 from posray.adapters.redis_stream import RedisShardStream
-from posray.domain.errors import LedgerConflict, LedgerCorrupted, PosrayError
+from posray.domain.errors import PosrayError
 from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
-from posray.services.recording import ShardRecorder
+from posray.services.recording import ShardRecorder, keep_recording
 from posray.settings import Settings
 
 log = logging.getLogger("posray.ledger")
-BACKOFF_MAX_S = 5.0
 METRICS_REPORT_S = 2.0
 
 
@@ -72,43 +72,21 @@ class LedgerWriter:
                                  self._metrics.batch_recorded, PgFences(pool))
             for shard in self._shards
         }
-        await asyncio.gather(*(self._loop(r) for r in self._recorders.values()))
+        await asyncio.gather(*(keep_recording(r, self._heard) for r in self._recorders.values()))
 
     def _checkpoint_signer(self, shard: int):
         origin = self._settings.log_origin(shard)
         signer = self._signer
         return lambda size, root, extensions: sign_checkpoint(signer, Checkpoint(origin, size, root, extensions))
 
-    async def _loop(self, recorder: ShardRecorder) -> None:
-        backoff_s = 0.1
-        while True:
-            try:
-                await recorder.step()
-                self._errors.pop(recorder.shard, None)
-                self._conflicts.pop(recorder.shard, None)
-                backoff_s = 0.1
-            except LedgerConflict as e:  # stopped until an operator releases the conflicts
-                self._errors[recorder.shard] = str(e)
-                self._conflicts[recorder.shard] = len(e.seqs)
-                log.error("ledger shard %d: %s", recorder.shard, e)
-                await asyncio.sleep(BACKOFF_MAX_S)
-                await self._resync(recorder)
-            except LedgerCorrupted as e:
-                self._errors[recorder.shard] = str(e)
-                log.error("ledger shard %d: %s", recorder.shard, e)
-                await asyncio.sleep(BACKOFF_MAX_S)
-                await self._resync(recorder)
-            except Exception as e:  # Redis or PostgreSQL away: retry with back-off, resync first
-                self._errors[recorder.shard] = f"{type(e).__name__}: {e}"
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
-                await self._resync(recorder)
-
-    async def _resync(self, recorder: ShardRecorder) -> None:
-        try:
-            await recorder.resync()
-        except Exception as e:
-            self._errors[recorder.shard] = f"{type(e).__name__}: {e}"
+    def _heard(self, shard: int, error: str | None, conflicts: int) -> None:
+        """posray.services.recording.keep_recording's report: the shard's state for status()."""
+        if error is None:
+            self._errors.pop(shard, None)
+            self._conflicts.pop(shard, None)
+        else:
+            self._errors[shard] = error
+            self._conflicts[shard] = conflicts
 
     async def _report(self) -> None:
         """Every few seconds: each owned shard's stream backlog and checkpoint age as gauges."""

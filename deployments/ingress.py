@@ -27,7 +27,7 @@ from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.errors import Unavailable
 from posray.domain.transaction import Rules
 from posray.services.batcher import IngestBatcher
-from posray.services.capture import Accepted
+from posray.services import hop
 from posray.services.health import ReadinessCheck
 from posray.services.intake import Intake
 from posray.services.terminals import TerminalDirectory
@@ -139,14 +139,14 @@ class ReplicaBackend:
             self._actors[index] = actor
         try:
             results = await asyncio.wait_for(
-                actor.append.remote([tuple(s) for s in submissions]), self._settings.actor_call_timeout_s
+                actor.append.remote(hop.send_submissions(submissions)), self._settings.actor_call_timeout_s
             )
         except asyncio.TimeoutError:
             raise Unavailable(f"ingest actor {index} did not answer in time") from None
         except ray.exceptions.RayActorError:
             self._actors.pop(index, None)
             raise Unavailable(f"ingest actor {index} is restarting") from None
-        return [Accepted(*r) if isinstance(r, tuple) else r for r in results]
+        return hop.receive_results(results)
 
 
 def build_app(settings: Settings):

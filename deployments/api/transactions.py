@@ -14,6 +14,8 @@ from deployments.api.bodies import parse_json, read_body
 from deployments.api.errors import JSON, status_of
 from deployments.api.routing import Request, Response, Route
 from posray.domain.errors import DocumentRejected, InvalidRequest, Overloaded, PosrayError, TooLarge, Unavailable
+from posray.domain.codes import display_code
+from posray.domain.transaction import utc_iso_ms
 from posray.services import intake
 from posray.services.capture import Accepted
 
@@ -27,7 +29,7 @@ async def single(request: Request) -> Response:
         if isinstance(result, PosrayError):
             raise result
         _observe(backend, "single", started, [result], [doc])
-        return 200, orjson.dumps(result.to_json(backend.settings.public_base_url)), JSON
+        return 200, orjson.dumps(receipt_json(result, backend.settings.public_base_url)), JSON
     except Exception as e:  # refused as a whole (the document's own rejection included)
         _observe(backend, "single", started, [e])
         raise
@@ -45,7 +47,7 @@ async def batch(request: Request) -> Response:
         raise
     _observe(backend, "batch", started, results, documents)
     base = backend.settings.public_base_url
-    out = [r.to_json(base) if isinstance(r, Accepted) else _rejected(r) for r in results]
+    out = [receipt_json(r, base) if isinstance(r, Accepted) else _rejected(r) for r in results]
     return 200, orjson.dumps({"results": out}), JSON
 
 
@@ -53,6 +55,23 @@ ROUTES = (
     Route("POST", "/v1/transactions", single),
     Route("POST", "/v1/transactions/batch", batch),
 )
+
+
+def receipt_json(accepted: Accepted, public_base_url: str) -> dict:
+    """What the terminal gets for an acknowledged document (docs/protocol.md, "Receipts")."""
+    url = f"{public_base_url}/r/{accepted.code}"
+    return {
+        "status": "accepted",
+        "code": accepted.code,
+        "code_display": display_code(accepted.code),
+        "shard": accepted.shard,
+        "seq": accepted.seq,
+        "accepted_at": utc_iso_ms(accepted.accepted_at_ms),
+        "fiscal_sign": accepted.fiscal_sign,
+        "verify_url": url,
+        "qr_payload": url,
+        "duplicate": accepted.duplicate,
+    }
 
 
 def _documents(body, limit: int) -> list:

@@ -15,6 +15,8 @@ TRANSIENT = (
     # class 57: the server is shutting down (AdminShutdownError on a connection in use, as a
     # fast shutdown ends it), starting up (CannotConnectNowError) or cancelled the statement
     asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: deadlock or serialization failure, retry
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
     ConnectionError,

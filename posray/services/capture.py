@@ -7,11 +7,12 @@ Redis write returned, i.e. after the AOF fsync when Redis runs with appendfsync 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 from posray.domain.chain import record_code, record_document
-from posray.domain.codes import display_code, make_code
+from posray.domain.codes import make_code
 from posray.domain.errors import DocumentConflict, NotFenced, PosrayError, StoreRestarted, Unavailable
 from posray.domain.fence import Fence
 from posray.domain.keys import OperatorKeys, fiscal_sign
@@ -19,6 +20,7 @@ from posray.domain.transaction import Submission, document_hash, utc_iso_ms
 from posray.services.fencing import ShardFences
 from posray.services.ports import CONFLICT, NEW, SAME, Appended, CaptureLog
 
+log = logging.getLogger(__name__)
 FENCED_ATTEMPTS_MAX = 4  # re-fence or extend, then call again: a bounded number of times
 
 
@@ -33,52 +35,50 @@ class Accepted:
     fiscal_sign: str
     duplicate: bool
 
-    def to_json(self, public_base_url: str) -> dict:
-        url = f"{public_base_url}/r/{self.code}"
-        return {
-            "status": "accepted",
-            "code": self.code,
-            "code_display": display_code(self.code),
-            "shard": self.shard,
-            "seq": self.seq,
-            "accepted_at": utc_iso_ms(self.accepted_at_ms),
-            "fiscal_sign": self.fiscal_sign,
-            "verify_url": url,
-            "qr_payload": url,
-            "duplicate": self.duplicate,
-        }
 
-    def to_tuple(self) -> tuple:
-        """The fields as a plain tuple: pickles ~20x cheaper than the dataclass across Ray."""
-        return (self.code, self.shard, self.seq, self.accepted_at_ms, self.fiscal_sign, self.duplicate)
+async def start_capture(capture: CaptureLog, fences: ShardFences, shards, require_aof: bool) -> None:
+    """What an IngestShard checks before its first acknowledgement: a durable store, fenced shards.
+
+    Raises:
+        Unavailable: the store does not fsync every write (appendfsync is not `always`) and
+            `require_aof` is set; or Redis / PostgreSQL is unreachable.
+        NotFenced: a shard cannot be fenced (another store holds it in the ledger).
+    """
+    durability = await capture.durability()
+    if durability != "always":
+        if require_aof:
+            raise Unavailable(f"Redis is not durable (appendfsync: {durability}); refusing to ack")
+        log.warning("Redis durability is %r: acknowledged documents may be lost on a crash", durability)
+    for shard in shards:
+        await fences.ensure(shard)
 
 
 async def capture_owned(
-    capture: CaptureLog, fences: ShardFences, keys: OperatorKeys, owned: set[int], wire: list[tuple]
-) -> list[tuple | PosrayError]:
+    capture: CaptureLog, fences: ShardFences, keys: OperatorKeys, owned: set[int], submissions: list[Submission]
+) -> list[Accepted | PosrayError]:
     """Capture submissions of several shards (one Redis call per shard, concurrently).
 
     Args:
-        wire: Submission fields as tuples, in any shard order.
+        submissions: in any shard order.
 
     Returns:
-        One result per submission, in order: Accepted.to_tuple() or the PosrayError (a
-        conflict, or the failure of its whole shard: backlog full, Redis away, shard not owned).
+        One result per submission, in order: Accepted or the PosrayError (a conflict, or the
+        failure of its whole shard: backlog full, Redis away, shard not owned).
     """
     by_shard: dict[int, list[int]] = {}
-    for i, fields in enumerate(wire):
-        by_shard.setdefault(fields[2], []).append(i)
-    results: list = [None] * len(wire)
+    for i, sub in enumerate(submissions):
+        by_shard.setdefault(sub.shard, []).append(i)
+    results: list = [None] * len(submissions)
 
     async def one(shard: int, indexes: list[int]) -> None:
         try:
             if shard not in owned:
                 raise Unavailable(f"shard {shard} is not owned by this actor")
-            out = await append_batch(capture, fences, keys, shard, [Submission(*wire[i]) for i in indexes])
+            out = await append_batch(capture, fences, keys, shard, [submissions[i] for i in indexes])
         except PosrayError as e:
             out = [e] * len(indexes)
         for i, result in zip(indexes, out):
-            results[i] = result.to_tuple() if isinstance(result, Accepted) else result
+            results[i] = result
 
     await asyncio.gather(*(one(shard, indexes) for shard, indexes in by_shard.items()))
     return results

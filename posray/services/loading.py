@@ -27,7 +27,7 @@ from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.pg_snapshot import PgSnapshotSource
 from posray.adapters.pg_terminals import PgTerminals
 from posray.adapters.redis_stream import StreamEntry
-from posray.synthetic.generator import Accepted, GeneratorConfig, History, World, build_world
+from posray.synthetic.generator import GeneratedSale, GeneratorConfig, History, World, build_world
 from posray.domain.codes import CodeKey
 from posray.domain.errors import LedgerRace
 from posray.domain.keys import terminal_key
@@ -52,7 +52,7 @@ class LoadSummary:
 
 def load_into_ledger(
     dsn: str, seed_file: Path, config: GeneratorConfig, *, settings: Settings | None = None,
-    batch_max: int = 2000, workers: int = 1, sink: Callable[[Accepted], None] | None = None,
+    batch_max: int = 2000, workers: int = 1, sink: Callable[[GeneratedSale], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LoadSummary:
     """Generate `config`'s history and record it; see load_history.
@@ -114,7 +114,7 @@ class _Increments:
 
 async def load_history(
     dsn: str, seed_file: Path, config: GeneratorConfig, *, settings: Settings, batch_max: int = 2000,
-    sink: Callable[[Accepted], None] | None = None, shards: frozenset[int] | None = None,
+    sink: Callable[[GeneratedSale], None] | None = None, shards: frozenset[int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LoadSummary:
     """Register the world's merchants and terminals, then record its history batch by batch.
@@ -154,7 +154,7 @@ async def load_history(
 
 
 async def _load(pool, keys, world: World, config: GeneratorConfig, sign_for: Callable[[int], Sign], batch_max: int,
-                sink: Callable[[Accepted], None] | None, shards: frozenset[int] | None,
+                sink: Callable[[GeneratedSale], None] | None, shards: frozenset[int] | None,
                 progress: Callable[[int], None] | None):
     """Register the world, then record its history; return (types, writer, history, terminals registered)."""
     versions, registered = await _register(PgTerminals(pool), world)
@@ -254,7 +254,7 @@ class _BatchWriter:
             self._recorders[shard] = recorder
         return {shard: r.head.last_seq + 1 for shard, r in self._recorders.items()}
 
-    async def add(self, accepted: Accepted) -> None:
+    async def add(self, accepted: GeneratedSale) -> None:
         batch = self._open.setdefault(accepted.shard, [])
         if batch and accepted.accepted_at_ms // 86_400_000 != batch[-1].accepted_at_ms // 86_400_000:
             await self._flush(accepted.shard)

@@ -11,6 +11,7 @@ and recording goes on only after an operator released them (`posray capture rele
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import orjson
 from posray.domain import tlog
 from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, record_document, seal_batch
 from posray.domain.codes import CodeKey, make_code
-from posray.domain.errors import LedgerConflict, StreamGap
+from posray.domain.errors import LedgerConflict, LedgerRace, RetryLater, StreamGap
 from posray.domain.transaction import document_hash, issued_at_ms
 from posray.services.health import checkpoint_age_s
 from posray.services.ports import Captured, EntryRow, FenceLedger, Ledger, ShardStream, StreamEntry
@@ -248,3 +249,49 @@ def _ranges(seqs: tuple[int, ...]) -> str:
         if seq is not None:
             start = prev = seq
     return ", ".join(parts[:5]) + (f" and {len(parts) - 5} more ranges" if len(parts) > 5 else "")
+
+
+# How the recording loop answers failures (keep_recording).
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+Report = Callable[[int, "str | None", int], None]  # (shard, error or None, unreleased conflicts)
+
+
+async def keep_recording(recorder: ShardRecorder, report: Report, sleep=None) -> None:
+    """Record a shard for as long as that is safe: the LedgerWriter's loop, one per shard.
+
+    Transient failures (Redis or PostgreSQL away, a writer racing for the same batch, a stream
+    gap a failover can leave until pending entries are re-read) are retried with back-off, the
+    chain head re-read first. A conflict stops the shard until an operator releases it
+    (checked every BACKOFF_MAX_S). Anything else is a bug or real corruption: the loop stops
+    and says so (logged with its traceback, reported as the shard's error) instead of spinning.
+    `report` hears every change of state.
+    """
+    sleep = sleep or asyncio.sleep
+    backoff_s, resync = BACKOFF_FIRST_S, False
+    while True:
+        try:
+            if resync:  # a failed commit reply does not prove the commit did not happen
+                await recorder.resync()
+                resync = False
+            await recorder.step()
+            report(recorder.shard, None, 0)
+            backoff_s = BACKOFF_FIRST_S
+            continue
+        except LedgerConflict as e:  # stopped until an operator releases the conflicts
+            log.error("ledger shard %d: %s", recorder.shard, e)
+            report(recorder.shard, str(e), len(e.seqs))
+            wait_s = BACKOFF_MAX_S
+        except (RetryLater, LedgerRace, StreamGap) as e:
+            if isinstance(e, StreamGap):
+                log.error("ledger shard %d: %s", recorder.shard, e)
+            report(recorder.shard, f"{type(e).__name__}: {e}", 0)
+            wait_s, backoff_s = backoff_s, min(backoff_s * 2, BACKOFF_MAX_S)
+        except Exception as e:  # a bug, or corruption no retry mends: stop loudly
+            log.exception("ledger shard %d: recording STOPPED", recorder.shard)
+            report(recorder.shard, f"recording stopped by {type(e).__name__}: {e} (see the LedgerWriter's "
+                                   "log; restart it once the cause is fixed)", 0)
+            return
+        resync = True
+        await sleep(wait_s)

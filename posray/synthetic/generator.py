@@ -45,7 +45,7 @@ from posray.domain.transaction import (
 )
 from posray.wire import validate_document
 
-__all__ = ["Accepted", "GeneratorConfig", "History", "Merchant", "Planted", "TerminalSpec", "World", "build_world",
+__all__ = ["GeneratedSale", "GeneratorConfig", "History", "Merchant", "Planted", "TerminalSpec", "World", "build_world",
            "utc_offset_min"]
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _RECENT_SALES_MAX = 64
@@ -53,7 +53,7 @@ REFUND_HEAVY_RATE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
+class GeneratedSale:
     """One document as the edge accepted it: where it goes and its receipt code."""
 
     shard: int
@@ -116,7 +116,7 @@ class History:
             ],
         }
 
-    def __iter__(self) -> Iterator[Accepted]:
+    def __iter__(self) -> Iterator[GeneratedSale]:
         pending: list = []
         for i in range(self.config.days):
             day = self.config.start + timedelta(days=i)
@@ -131,14 +131,14 @@ class History:
         while pending:
             yield self._accept(heapq.heappop(pending))
 
-    def _accept(self, item) -> Accepted:
+    def _accept(self, item) -> GeneratedSale:
         accepted_ms, _, terminal, doc, canonical, sale = item
         seq = self._next_seq.get(terminal.shard, 1)
         self._next_seq[terminal.shard] = seq + 1
         code = make_code(self._code_key, terminal.shard, seq, document_hash(canonical))
         if sale is not None:
             self._recent[terminal.terminal_id].append((code, sale.lines, sale.payments[-1][0]))
-        return Accepted(terminal.shard, seq, code, accepted_ms, doc, canonical)
+        return GeneratedSale(terminal.shard, seq, code, accepted_ms, doc, canonical)
 
     def _expected_volume(self) -> float:
         total = 0.0

@@ -11,6 +11,7 @@ from posray.adapters.redis_capture import CONFLICT, NEW, SAME
 from posray.domain.codes import make_code
 from posray.domain.errors import DocumentConflict, Overloaded, Unavailable
 from posray.domain.keys import fiscal_sign, terminal_key
+from posray.services import hop
 from posray.services.capture import Accepted, append_batch, capture_owned
 from tests.documents import make_document, submission_of
 from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms
@@ -204,7 +205,7 @@ class TestCaptureOwned:
     ):
         (t1, s1), (t2, s2), (t3, s3) = fresh_terminal(), fresh_terminal(), fresh_terminal()
         subs = _subs(_docs(keys, t1, [1, 2]) + _docs(keys, t2, [1]) + _docs(keys, t3, [1]))
-        wire = [tuple(s) for s in (subs[0], subs[2], subs[3], subs[1])]
+        wire = hop.receive_submissions(hop.send_submissions([subs[0], subs[2], subs[3], subs[1]]))
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
@@ -213,11 +214,12 @@ class TestCaptureOwned:
                 return first, again, await b.xlen(s1), await b.xlen(s2), await b.xlen(s3)
 
         first, again, *lengths = asyncio.run(main())
-        accepted = [Accepted(*r) for r in first[:2]] + [Accepted(*first[3])]
+        accepted = first[:2] + [first[3]]
         assert [(a.shard, a.seq, a.duplicate) for a in accepted] == [(s1, 1, False), (s2, 1, False), (s1, 2, False)]
         assert all(a.code == make_code(keys.code, a.shard, a.seq, s.document_hash)
                    for a, s in zip(accepted, (subs[0], subs[2], subs[1])))
         assert isinstance(first[2], Unavailable) and status_of(first[2]) == 503
-        assert [Accepted(*again[i]).duplicate for i in (0, 1, 3)] == [True, True, True]
-        assert [Accepted(*again[i]).code for i in (0, 1, 3)] == [a.code for a in accepted]
+        assert [again[i].duplicate for i in (0, 1, 3)] == [True, True, True]
+        assert [again[i].code for i in (0, 1, 3)] == [a.code for a in accepted]
+        assert hop.receive_results(hop.send_results(first))[:2] == first[:2], "the Ray hop keeps every field"
         assert lengths == [2, 1, 0]

@@ -78,11 +78,11 @@ class TestAppendBatch:
         foreign = next(doc(f"T-{i}", 1) for i in range(100) if doc(f"T-{i}", 1).shard != mine.shard)
 
         async def main():
-            return await capture_owned(w.capture, w.fences, KEYS, {mine.shard}, [tuple(foreign), tuple(mine)])
+            return await capture_owned(w.capture, w.fences, KEYS, {mine.shard}, [foreign, mine])
 
         refused, accepted = asyncio.run(main())
         assert isinstance(refused, Unavailable)
-        assert Accepted(*accepted).seq == 1
+        assert isinstance(accepted, Accepted) and accepted.seq == 1
 
 
 class TestFencing:

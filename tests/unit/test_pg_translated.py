@@ -22,6 +22,8 @@ async def _raise(error: Exception) -> None:
     asyncpg.exceptions.ConnectionFailureError("connection failure"),
     asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     ConnectionRefusedError(111, "Connection refused"),
+    asyncpg.exceptions.DiskFullError("could not extend file"),
+    asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
 ], ids=lambda e: type(e).__name__)
 def test_a_server_going_away_is_unavailable(error):
     with pytest.raises(Unavailable, match=type(error).__name__):
