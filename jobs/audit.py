@@ -127,7 +127,7 @@ async def _ledger_shards(settings: Settings) -> list[int]:
 
 def _run_on_ray(plan: AuditPlan, shards: list[int], address: str | None, err) -> list[ShardAudit]:
     """One task per shard; audits only read, so a task lost with its node is simply retried."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray when it is first imported
+    ray_auth.require_token_auth()
     import ray
 
     started = not ray.is_initialized()

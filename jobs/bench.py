@@ -99,7 +99,7 @@ def _warm_up() -> int:
 
 def start_ray(address: str | None) -> tuple[bool, float, int]:
     """Connect to (or start) Ray and warm one worker per CPU; (started here, seconds, CPUs)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray when it is first imported
+    ray_auth.require_token_auth()
     import ray
 
     started = time.perf_counter()

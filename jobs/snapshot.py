@@ -207,7 +207,7 @@ def _export_here(dsn, snapshot_dir, todo, page_rows, tracker: _Tracker):
 
 
 def _export_with_ray(address, dsn, snapshot_dir, todo, page_rows, tracker: _Tracker):
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray when it is first imported
+    ray_auth.require_token_auth()
     import ray
 
     connected_here = not ray.is_initialized()

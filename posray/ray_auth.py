@@ -54,7 +54,7 @@ def use_deployment_token(data_dir: Path) -> None:
     stay in force, as for a Ray cluster posray joined.
     """
     env = auth_env(data_dir)
-    os.environ.setdefault("RAY_AUTH_MODE", env["RAY_AUTH_MODE"])
+    require_token_auth()
     if "RAY_AUTH_TOKEN_PATH" in env:
         os.environ.pop("RAY_AUTH_TOKEN", None)
         os.environ["RAY_AUTH_TOKEN_PATH"] = env["RAY_AUTH_TOKEN_PATH"]
@@ -74,3 +74,9 @@ def for_local_ray(address: str | None, data_dir: Path | None = None) -> None:
         data_dir = Path(tempfile.mkdtemp(prefix="posray-local-ray-"))
     create_token(data_dir)
     use_deployment_token(data_dir)
+
+
+def require_token_auth() -> None:
+    """posray's Ray runs with token authentication: say so before this process first imports ray
+    (Ray reads RAY_AUTH_MODE once, at import). An explicit RAY_AUTH_MODE in the environment wins."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")

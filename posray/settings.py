@@ -20,7 +20,7 @@ class SettingsError(SetupError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything configurable; see docs/configuration.md for each variable."""
+    """Everything configurable, as POSRAY_<NAME> variables (README "Configuration", docs/operations.md)."""
 
     # Where things are. None means "embedded default" for `posray up`.
     redis_url: str | None = None

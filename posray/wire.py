@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from posray.domain.codes import normalize_code
 from posray.domain.errors import CodeMalformed, InvalidDocument, InvalidRequest
+from posray.domain.transaction import DOCUMENT_TYPES, PAYMENT_METHODS
 
 MONEY_MAX = 10**13
 Money = Annotated[int, Field(ge=0, le=MONEY_MAX)]
@@ -46,7 +47,7 @@ class Item(_Strict):
 
 
 class Payment(_Strict):
-    method: Literal["cash", "card", "mobile", "voucher", "other"]
+    method: Literal[PAYMENT_METHODS]
     amount_minor: Money
 
 
@@ -60,7 +61,7 @@ class Document(_Strict):
     terminal_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
     counter: Annotated[int, Field(ge=1, le=2**53 - 1)]
     issued_at: Annotated[str, Field(pattern=RFC3339)]
-    type: Literal["sale", "refund", "correction"]
+    type: Literal[DOCUMENT_TYPES]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     items: Annotated[list[Item], Field(min_length=1, max_length=500)]
     payments: Annotated[list[Payment], Field(min_length=1, max_length=16)]

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from posray import ray_auth
 from tooling.faults import SCENARIOS, STACKS, run_scenario
 from tooling.faults_stack import FaultStack, FaultOptions
 
@@ -130,7 +131,7 @@ def add_parser(subparsers) -> None:
 
 def cmd_faults(args) -> int:
     """0 when every scenario kept exactly-once and every error was a 503 with Retry-After."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    ray_auth.require_token_auth()
     options = FaultOptions(duration_s=args.duration_s, fault_at_s=args.fault_at_s, rate=args.rate,
                            replicas=args.replicas, pg_fsync=args.pg_fsync)
     command = "posray faults " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["faults"] else [])

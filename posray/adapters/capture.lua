@@ -20,6 +20,7 @@
 -- {-3, reserved_seq} when the new documents would pass the sequences reserved in the ledger.
 -- Every check that can refuse the call comes before the first write: Lua does not roll back.
 -- A refused call writes nothing, so the caller may re-fence or extend and call again.
+local HASH_BYTES = 32  -- an idempotency value starts with the document's raw SHA-256
 local fence = redis.call('GET', KEYS[4])
 if not fence then
   return {-2, 'missing'}
@@ -46,8 +47,8 @@ for i = 1, n do
   -- SET NX GET: writes only when the key is new, and returns the earlier value otherwise.
   local prior = redis.call('SET', KEYS[4 + i], value, 'NX', 'GET', 'EX', ttl)
   if prior then
-    local pseq, pacc = string.match(string.sub(prior, 33), '^(%d+):(%d+)$')
-    out[#out + 1] = (string.sub(prior, 1, 32) == h) and 1 or 2
+    local pseq, pacc = string.match(string.sub(prior, HASH_BYTES + 1), '^(%d+):(%d+)$')
+    out[#out + 1] = (string.sub(prior, 1, HASH_BYTES) == h) and 1 or 2
     out[#out + 1] = pseq
     out[#out + 1] = pacc
   else

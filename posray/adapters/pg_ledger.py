@@ -235,13 +235,6 @@ class PgLedger:
         async with translated(), self._pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def last_recorded_ms(self, shard: int) -> int | None:
-        async with translated(), self._pool.acquire() as conn:
-            value = await conn.fetchval(
-                "SELECT max(recorded_at) FROM ledger_batches WHERE shard = $1", shard
-            )
-        return None if value is None else _ms(value)
-
 
 def _recorded(row) -> RecordedEntry:
     header = BatchHeader(

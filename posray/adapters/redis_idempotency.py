@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from posray.adapters.redis_capture import HASH_BYTES
 from posray.domain.errors import Unavailable
 
-HASH_BYTES = 32
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 

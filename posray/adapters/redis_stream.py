@@ -39,11 +39,12 @@ class StreamEntry:
         return [Captured(self.first_seq + i, self.accepted_at_ms, d) for i, d in enumerate(self.documents)]
 
 
-# KEYS: stream, recorded height; ARGV[1]: the recorded height; ARGV[2..]: entry ids.
+# KEYS: stream, recorded height; ARGV[1]: the recorded height; ARGV[2]: the consumer group
+# (LEDGER_GROUP); ARGV[3..]: entry ids.
 _ACK_SCRIPT = """
-local ids = {unpack(ARGV, 2)}
+local ids = {unpack(ARGV, 3)}
 if #ids > 0 then
-  redis.call('XACK', KEYS[1], 'ledger', unpack(ids))
+  redis.call('XACK', KEYS[1], ARGV[2], unpack(ids))
   redis.call('XDEL', KEYS[1], unpack(ids))
 end
 local r = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -112,7 +113,7 @@ class RedisShardStream:
     async def _acknowledge(self, shard: int, entry_ids: list[bytes], recorded_height: int) -> None:
         keys = (stream_key(self._prefix, shard), recorded_key(self._prefix, shard))
         try:
-            await self._client.eval(_ACK_SCRIPT, 2, *keys, recorded_height, *entry_ids)
+            await self._client.eval(_ACK_SCRIPT, 2, *keys, recorded_height, LEDGER_GROUP, *entry_ids)
         except (RedisError, OSError) as e:
             raise Unavailable(f"Redis is unreachable: {type(e).__name__}") from e
 
