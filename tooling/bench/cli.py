@@ -8,21 +8,16 @@ check PostgreSQL against the acknowledgements, and write the results as JSON and
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import sys
 import time
-from array import array
 from dataclasses import asdict, dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tooling.bench import baselines
-from tooling.bench.loadgen import LoadPlan, run_load
-from tooling.bench.workload import AckRecorder, RequestBuilder
-
-_READY_TIMEOUT_S = 120
+from tooling.bench.driver import drive
+from tooling.bench.workload import RequestBuilder
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +94,7 @@ def cmd_bench(args) -> int:
     if options.baselines_only and not options.baselines:
         options = replace(options, baselines=baselines.ALL)
     try:
-        run = baselines.run_baselines_only if options.baselines_only else run_bench
+        run = run_baselines_only if options.baselines_only else run_bench
         report = asyncio.run(run(settings, options))
     except (KeyFileError, PosrayError, ValueError) as e:
         print(f"posray bench: {e}", file=sys.stderr)
@@ -208,103 +203,26 @@ async def prepare(pool, master, target, options: BenchOptions, cache_dir: Path, 
     return series, first, context
 
 
-async def drive(options: BenchOptions, builder: RequestBuilder, host: str, port: int, monitor, say,
-                recorder=AckRecorder):
-    """Run the load in worker processes; sample the backlog and print progress every second.
+async def run_baselines_only(settings, options, say=print) -> dict:
+    """`posray bench --baselines-only`: pick the series (as a run would), measure, write the report."""
+    from posray.adapters.keyfile import load_keys
+    from posray.adapters.pg import create_pool
+    from tooling.bench import workload
 
-    Args:
-        recorder: the class of each worker's on_response, built as recorder(first_doc, batch_size).
-    """
-    from tooling.bench.report import merge
-
-    ctx = get_context("spawn")
-    count = min(options.processes, options.connections)
-    progress = ctx.Array("q", 3 * count, lock=False)
-    workers = []
-    for w in range(count):
-        plan = LoadPlan(host, port, options.connections // count + (w < options.connections % count),
-                        options.duration_s,
-                        None if options.rate is None else options.rate / options.batch_size / count,
-                        options.timeout_s)
-        here, there = ctx.Pipe()
-        proc = ctx.Process(target=_worker, name=f"posray-bench-{w}", daemon=True,
-                           args=(there, progress, w, plan, builder, (w, builder.request_count, count), recorder))
-        proc.start()
-        there.close()
-        workers.append((proc, here))
+    master = load_keys(settings.seed_file).terminal_master
+    cache_dir = options.cache_dir or settings.data_dir / "bench-cache"
+    pool = await create_pool(settings.pg_dsn, size_max=2)
     try:
-        for proc, pipe in workers:
-            if await _receive(proc, pipe, _READY_TIMEOUT_S) != "ready":
-                raise RuntimeError("a bench worker failed to start")
-        start = time.monotonic() + 0.1
-        wall_start_ms = int((time.time() + 0.1) * 1000)
-        for _, pipe in workers:
-            pipe.send(start)
-        samples, results = await _watch(workers, progress, start, monitor, options, say)
+        target = workload.target_of(settings.pg_dsn, settings.key_prefix)
+        series, first, context = await prepare(pool, master, target, options, cache_dir, say)
     finally:
-        for proc, _ in workers:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-    acks = (array("q"), array("q"), array("q"))
-    for _, worker_acks, _ in results:
-        for mine, theirs in zip(acks, worker_acks):
-            mine.extend(theirs)
-    doc_errors = sum((r[2] for r in results), collections.Counter())
-    return merge([r[0] for r in results]), acks, doc_errors, samples, (start, wall_start_ms)
-
-
-async def _watch(workers, progress, start: float, monitor, options: BenchOptions, say):
-    samples, results, last_accepted = [], [None] * len(workers), 0
-    while any(r is None for r in results):
-        await asyncio.sleep(max(0.0, start + len(samples) + 1 - time.monotonic()))
-        backlog, captured = await monitor.sample()
-        t = time.monotonic() - start
-        samples.append((t, backlog, captured))
-        accepted, errors = sum(progress[1::3]), sum(progress[2::3])
-        say(f"{t:5.0f}s  accepted {accepted:>11,} docs  {accepted - last_accepted:>8,}/s  "
-            f"errors {errors:,}  backlog {backlog:,}")
-        last_accepted = accepted
-        for w, (proc, pipe) in enumerate(workers):
-            if results[w] is None and (pipe.poll() or not proc.is_alive()):
-                results[w] = await _receive(proc, pipe, 30)
-        if t > options.duration_s + options.timeout_s + 60:
-            raise RuntimeError("bench workers did not finish")
-    return samples, results
-
-
-async def _receive(proc, pipe, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while not pipe.poll():
-        if not proc.is_alive() and not pipe.poll():
-            raise RuntimeError(f"bench worker {proc.name} exited with code {proc.exitcode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"bench worker {proc.name} did not answer in {timeout_s} s")
-        await asyncio.sleep(0.05)
-    return pipe.recv()
-
-
-def _worker(pipe, progress, slot: int, plan: LoadPlan, builder: RequestBuilder, span: tuple,
-            recorder_class=AckRecorder) -> None:
-    """One load generator process: connect, wait for the common start, run, send results back."""
-    builder.open()
-    recorder = recorder_class(builder.first_doc, builder.batch_size)
-
-    async def ready() -> float:
-        pipe.send("ready")
-        return await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
-
-    def tick(answers: int, accepted: int, errors: int) -> None:
-        progress[3 * slot : 3 * slot + 3] = [answers, accepted, errors]
-
-    try:
-        import uvloop  # comes with uvicorn[standard] (Ray Serve); less CPU per request
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    result = runner(run_load(plan, builder, range(*span), recorder, ready=ready, progress=tick))
-    pipe.send((result, recorder.acks(), recorder.doc_errors))
+        await pool.close()
+    context["load_average_before"] = os.getloadavg()
+    measured = await baselines.measure(settings, options, series, first, None, say)
+    context["load_average_after"] = os.getloadavg()
+    report = {"params": params_of(options, settings), "context": context, "baselines": measured}
+    write_files(report, options, say)
+    return report
 
 
 def write_files(report: dict, options: BenchOptions, say) -> None:
