@@ -119,6 +119,14 @@ class Ledger(Protocol):
     async def stored_hashes(self, shard: int, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Log hashes by (level, index) of those of `keys` that are stored."""
 
+    async def hash_range(self, shard: int, level: int, start: int, count: int) -> list[bytes]:
+        """Stored log hashes at `level` with indexes start, start + 1, ... (at most `count`), in
+        order, up to the first one not stored (level 0: leaf hashes)."""
+
+    async def record_range(self, shard: int, first_seq: int, count: int) -> list[bytes]:
+        """Records of sequences first_seq, first_seq + 1, ... (at most `count`), in order, up to
+        the first one not recorded."""
+
     async def add_checkpoint(self, shard: int, tree_size: int, root: bytes, note: str, created_ms: int) -> None:
         """Store a signed checkpoint (the same size twice is ignored)."""
 
