@@ -141,6 +141,15 @@ def tiles_between(old_size: int, new_size: int) -> list[Tile]:
     return out
 
 
+def partials(size: int) -> list[Tile]:
+    """The partial tiles of a tree of `size`: hash tiles at every level, and the entry bundle."""
+    out = [Tile(level, (size >> (TILE_HEIGHT * level)) // TILE_WIDTH, partial_width(level, size))
+           for level in range(LEVEL_MAX + 1) if partial_width(level, size)]
+    if partial_width(0, size):
+        out.append(Tile(0, size // TILE_WIDTH, partial_width(0, size), entries=True))
+    return out
+
+
 def tiles_for(keys: set[Key], size: int) -> dict[Tile, list[Key]]:
     """Which tiles of a tree of `size` hold the hashes `keys` (tlog keys at stride 8) name.
 

@@ -24,7 +24,7 @@ from posray.domain.transaction import Submission
 __all__ = [
     "CONFLICT", "NEW", "SAME", "Appended", "CaptureLog", "Captured", "Conflict", "EntryRow", "FenceLedger",
     "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "Recorded", "RecordedEntry", "ShardStream",
-    "StreamEntry",
+    "StreamEntry", "TileSink", "TileSource",
 ]
 
 Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> the next fence
@@ -192,3 +192,25 @@ class FenceLedger(Protocol):
     def offline(self, shards: list[int]) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the fence locks of `shards` while an offline load writes a never-fenced ledger."""
 
+
+
+class TileSource(Protocol):
+    """Where a reader finds a log's C2SP tiles: a directory, a static server, posray's /tlog/."""
+
+    def get(self, path: str) -> bytes | None:
+        """The resource at `path` below the tiles' base (`<shard>/checkpoint`, `<shard>/tile/...`),
+        None when there is none.
+
+        Raises:
+            Unavailable: the source could not answer.
+        """
+
+
+class TileSink(TileSource, Protocol):
+    """Where `posray tiles export` writes: files that appear whole or not at all."""
+
+    def exists(self, path: str) -> bool:
+        """A resource is at `path`."""
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write `data` at `path`, replacing what was there, atomically."""

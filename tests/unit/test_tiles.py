@@ -162,3 +162,9 @@ class TestTheStoredLogIsTheTiles:
         for tile in (t for t in tiles.tiles_between(0, size) if not t.entries):
             row = b"".join(stored[(8 * tile.level, tile.first + i)] for i in range(tile.width))
             assert row == published(size)[tile.path], tile.path
+
+
+class TestPartials:
+    @pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 65535, 65536, 65537, 70_000])
+    def test_the_partials_of_a_size_are_those_tiles_between_0_and_it_lists(self, size):
+        assert set(tiles.partials(size)) == {t for t in tiles.tiles_between(0, size) if not t.full}
