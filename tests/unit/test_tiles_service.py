@@ -139,3 +139,56 @@ class TestExport:
         assert done.written == 0 and sink.files == {}
         with pytest.raises(NotFound):
             tile_client.receipt_bundle(sink, VERIFIER, SHARD, 1)
+
+
+class TestRoutes:
+    """GET /tlog/{shard}/... through the ASGI app, over the in-memory ledger."""
+
+    @staticmethod
+    def get(log: Log, path: str) -> tuple[int, dict, bytes]:
+        from deployments.http_api import PosrayApi
+        from posray.settings import Settings
+
+        class Backend:
+            settings, ledger, tiles = Settings(), log.ledger, tiles.TileCache()
+
+            class limiter:  # noqa: N801 - never limits
+                @staticmethod
+                def acquire(client):
+                    return 0
+
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        async def backend():
+            return Backend()
+
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b"",
+                 "client": ("192.0.2.9", 1)}
+        asyncio.run(PosrayApi(backend)(scope, receive, send))
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    def test_the_three_paths_serve_the_same_bytes_as_the_export(self):
+        log, sink = grown(300), MemoryTiles()
+        asyncio.run(tiles.export(log.ledger, sink, SHARD, ORIGIN))
+        for name, data in sink.files.items():
+            status, headers, body = self.get(log, f"/tlog/{name}")
+            assert (status, body) == (200, data), name
+            immutable = headers[b"cache-control"] == b"public, max-age=31536000, immutable"
+            assert immutable == (not name.endswith("checkpoint")), name
+        status, headers, _ = self.get(log, f"/tlog/{SHARD}/checkpoint")
+        assert headers[b"cache-control"] == b"public, max-age=1"
+        assert headers[b"content-type"] == b"text/plain; charset=utf-8"
+        assert self.get(log, f"/tlog/{SHARD}/tile/0/000")[1][b"content-type"] == b"application/octet-stream"
+
+    @pytest.mark.parametrize("path", [
+        f"/tlog/{SHARD}/tile/0/001", f"/tlog/{SHARD}/tile/0/x000/000", f"/tlog/{SHARD}/tile/0/000.p/256",
+        f"/tlog/{SHARD}/tile/2/000", "/tlog/99/checkpoint", "/tlog/x/tile/0/000", f"/tlog/{SHARD}/tile/",
+        f"/tlog/{SHARD}/tile/entries/001.p/45"])
+    def test_what_the_log_does_not_hold_is_a_404(self, path):
+        assert self.get(grown(300), path)[0] == 404
