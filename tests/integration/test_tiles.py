@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from posray.services.recording import ShardRecorder
 from posray.settings import Settings
 from tests.documents import make_document, submission_of
 from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms
+from tests.unit.test_verification_doc import doc_tiles_verifier
 from tooling.cli import main as posray
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +124,10 @@ class TestExportServedStatically:
             assert verify_consistency(300, 600, proof, old.root_hash, new.root_hash)
             assert posray(["verify-receipt", shard.codes[555], "--tiles", str(out), "--shard", str(shard.shard),
                            "--seq", "555", "--key", shard.signer.verifier_key()]) == 0
+            independent = doc_tiles_verifier()  # docs/verification.md's own verifier, over plain HTTP
+            fetch = lambda path: urllib.request.urlopen(f"{base}/{path}").read()  # noqa: E731
+            assert all(independent(fetch, shard.shard, seq, shard.codes[seq], shard.signer.verifier_key())
+                       for seq in (1, 299, 512, 600))
         files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
         assert files == sorted(f"{shard.shard}/{p}" for p in (
             "checkpoint", "tile/0/000", "tile/0/001", "tile/0/001.p/44", "tile/0/002.p/88", "tile/1/000.p/1",
@@ -153,3 +159,66 @@ def _exported_size(path: Path, size: int, timeout_s: float = 30) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@contextlib.contextmanager
+def posray_tiles_server(dsn: str):
+    """posray's ASGI app (deployments/http_api.py) under uvicorn, its backend reading the real ledger:
+    only what the /tlog/ routes use (settings, ledger, tile cache, rate limiter)."""
+    import socket
+
+    import uvicorn
+
+    from deployments.http_api import PosrayApi
+    from posray.adapters.pg import create_pool
+    from posray.adapters.pg_ledger import PgLedger
+    from posray.services.ratelimit import RateLimiter
+    from posray.services.tiles import TileCache
+
+    class Backend:
+        settings = Settings(shard_count=SHARD_COUNT, pg_dsn=dsn)
+        limiter = RateLimiter(10_000, 10_000, 100)
+        tiles = TileCache()
+
+    built: list = []
+
+    async def backend():
+        if not built:
+            Backend.ledger = PgLedger(await create_pool(dsn, size_max=2))
+            built.append(Backend())
+        return built[0]
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(PosrayApi(backend), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class TestServedByPosray:
+    def test_the_tlog_routes_serve_the_exported_bytes_and_receipts_verify_from_them(self, env, shard, tmp_path,
+                                                                                    capsys):
+        shard.grow(300)
+        out = tmp_path / "tlog"
+        assert posray(["tiles", "export", str(out), "--shards", str(shard.shard)]) == 0
+        with posray_tiles_server(shard.dsn) as base, httpx.Client(base_url=base) as http:
+            for path in sorted(p for p in out.rglob("*") if p.is_file()):
+                r = http.get(f"/tlog/{path.relative_to(out)}")
+                assert (r.status_code, r.content) == (200, path.read_bytes()), path
+                assert ("immutable" in r.headers["cache-control"]) == (path.name != "checkpoint")
+            assert http.get(f"/tlog/{shard.shard}/tile/0/001").status_code == 404
+            assert http.get(f"/tlog/{shard.shard}/tile/0/x000/000").status_code == 404
+            for seq in (1, 257, 300):
+                assert posray(["verify-receipt", shard.codes[seq], "--tiles", f"{base}/tlog", "--shard",
+                               str(shard.shard), "--seq", str(seq), "--key", shard.signer.verifier_key()]) == 0
+                assert "receipt VERIFIED" in capsys.readouterr().out

@@ -156,7 +156,8 @@ class TestTheStoredLogIsTheTiles:
         stored, grown = {}, 0
         for step in (100, 156, 1, size):  # batches crossing tile boundaries
             new = list(leaves(size)[grown:min(size, grown + step)])
-            stored.update(tlog.appended_nodes(grown, new, {k: stored[k] for k in tlog.append_keys(grown, grown + len(new))}))
+            older = {k: stored[k] for k in tlog.append_keys(grown, grown + len(new))}
+            stored.update(tlog.appended_nodes(grown, new, older))
             stored.update(((0, grown + i), h) for i, h in enumerate(new))
             grown += len(new)
         for tile in (t for t in tiles.tiles_between(0, size) if not t.entries):
