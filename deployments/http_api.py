@@ -8,6 +8,7 @@ and answers every error through deployments/api/errors.py. The OpenAPI document
     POST /v1/transactions, /v1/transactions/batch     terminals           api/transactions.py
     GET  /v1/receipts/..., /v1/receipts?..., /r/{code} customers           api/receipts.py
     GET  /v1/log/..., /.well-known/posray/log-key     verifiers, witnesses api/log.py
+    GET  /tlog/{shard}/checkpoint, /tlog/{shard}/tile/...  C2SP tiles    api/log.py
     /v1/merchant/*, /v1/admin/merchants/*             merchants, operator  api/merchants.py
     /v1/admin/terminals..., /healthz, /readyz         operator, probes     api/admin.py
     GET  /openapi.json                                this table, described

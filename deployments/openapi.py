@@ -122,6 +122,16 @@ def _operations() -> dict[tuple[str, str], dict]:
             "summary": "RFC 6962 consistency proof", "parameters": [
                 _path("shard"), _query("first", _INT, True), _query("second", _INT, True)],
             "responses": _responses(_OBJECT)}},
+        "/tlog/{shard}/checkpoint": {"get": {
+            "summary": "C2SP tlog-tiles: the shard log's latest checkpoint (a signed note)",
+            "parameters": [_path("shard")],
+            "responses": _responses({"type": "string"}, errors=(404, 429, 503), media="text/plain")}},
+        "/tlog/{shard}/tile/{rest}": {"get": {
+            "summary": "C2SP tlog-tiles: a hash tile tile/<L>/<N>[.p/<W>] or an entry bundle "
+                       "tile/entries/<N>[.p/<W>] (rest is the path after tile/)",
+            "parameters": [_path("shard"), _path("rest")],
+            "responses": _responses({"type": "string", "contentMediaType": "application/octet-stream"},
+                                    errors=(404, 429, 503), media="application/octet-stream")}},
         "/v1/log/key": {"get": {"summary": "The log's verifier key", "responses": _responses(_OBJECT)}},
         "/.well-known/posray/log-key": {"get": {"summary": "The log's verifier key",
                                                 "responses": _responses(_OBJECT)}},

@@ -278,8 +278,12 @@ def cmd_verify(args) -> int:
 
     settings = locate.deployment_settings(args)
     key = args.key_file.read_text().strip() if args.key_file else args.key
-    return run_verify(args.code, args.url or f"http://{settings.http_host}:{settings.http_port}",
-                      args.proof_file, key, args.save)
+    base_url = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    if args.tiles:
+        from tooling.verify_cli import run_verify_tiles
+
+        return run_verify_tiles(args.code, args.tiles, base_url, key, args.save, args.shard, args.seq)
+    return run_verify(args.code, base_url, args.proof_file, key, args.save)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--key", help="the operator's note verifier key (name+hash+key)")
     verify.add_argument("--key-file", type=Path, help="file holding the verifier key")
     verify.add_argument("--save", type=Path, help="save the fetched proof bundle here")
+    verify.add_argument("--tiles", metavar="URL_OR_DIR",
+                        help="verify from C2SP tiles alone: a base URL (e.g. https://host/tlog) or an export "
+                             "directory holding <shard>/checkpoint and <shard>/tile/...")
+    verify.add_argument("--shard", type=int, help="with --tiles: the receipt's shard (else asked of the API)")
+    verify.add_argument("--seq", type=int, help="with --tiles: the receipt's sequence (else asked of the API)")
     verify.set_defaults(func=cmd_verify)
     terminals = sub.add_parser("terminals", help="register, import and revoke terminals")
     tsub = terminals.add_subparsers(dest="action", required=True)
@@ -336,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tooling.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+    from tooling.tiles_cli import add_parser as add_tiles_parser
+
+    add_tiles_parser(sub)
     from tooling.capture_cli import add_parser as add_capture_parser
 
     add_capture_parser(sub)
@@ -371,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
 def _command_name(args) -> str:
     """`status`, `merchants token`, `analytics fiscal`: the words the operator typed."""
     words = [args.command]
-    for name in ("action", "merchant_action", "analytics_command", "lottery_action", "capture_action"):
+    for name in ("action", "merchant_action", "analytics_command", "lottery_action", "capture_action",
+                 "tiles_action"):
         if isinstance(getattr(args, name, None), str):
             words.append(getattr(args, name))
     return " ".join(words)

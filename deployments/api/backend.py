@@ -15,6 +15,7 @@ from posray.services.batcher import IngestBatcher
 from posray.services.health import Readiness
 from posray.services.intake import Intake
 from posray.services.ratelimit import RateLimiter
+from posray.services.tiles import TileCache
 from posray.settings import Settings
 
 
@@ -46,6 +47,7 @@ class Backend:
     limiter: RateLimiter | None = None
     merchants: PgMerchants | None = None
     fences: PgFences | None = None
+    tiles: TileCache = field(default_factory=TileCache)  # full tiles recently served, bounded
 
     def __post_init__(self) -> None:
         if self.limiter is None:

@@ -10,7 +10,7 @@ from posray.services.ratelimit import client_address, retry_after_s
 
 # Customers' endpoints: public, so each client address is rate-limited (POSRAY_PUBLIC_*). Every GET
 # under these prefixes counts, an unknown path included, so probing for routes costs the same.
-PUBLIC_PREFIXES = ("/v1/receipts", "/r/", "/v1/log/", "/.well-known/")
+PUBLIC_PREFIXES = ("/v1/receipts", "/r/", "/v1/log/", "/.well-known/", "/tlog/")
 
 
 def authorize(scope, keys: OperatorKeys) -> None:

@@ -3,7 +3,11 @@
     GET /v1/log/{shard}/checkpoint[?tree_size]     a C2SP signed note (text/plain)
     GET /v1/log/{shard}/consistency?first&second   an RFC 6962 consistency proof
     GET /v1/log/key, /.well-known/posray/log-key   the logs' verifier key
-(Static C2SP tiles will join here.)
+    GET /tlog/{shard}/checkpoint                   C2SP tlog-tiles: the latest checkpoint
+    GET /tlog/{shard}/tile/<L>/<N>[.p/<W>]         a hash tile (c2sp.org/tlog-tiles)
+    GET /tlog/{shard}/tile/entries/<N>[.p/<W>]     an entry bundle of records
+Tiles never change once served, so they are marked immutable for every cache on the way (a CDN
+in front takes the public's reads off PostgreSQL); the checkpoint changes every second or so.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from deployments import params
 from deployments.api.errors import JSON
 from deployments.api.routing import Request, Response, Route
 from posray.domain.errors import InvalidRequest, NotFound
-from posray.services import proofs
+from posray.domain.tiles import TileError, parse_path
+from posray.services import proofs, tiles
 
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+TILE_CACHE_CONTROL = b"public, max-age=31536000, immutable"
+CHECKPOINT_CACHE_CONTROL = b"public, max-age=1"
+_OCTETS = (b"content-type", b"application/octet-stream")
 _SHARD_DIGITS_MAX = 5
 
 
@@ -43,6 +51,23 @@ async def key(request: Request) -> Response:
     return 200, orjson.dumps(proofs.log_key(s.log_key_name, keys.signing_seed, origins)), JSON
 
 
+async def tile_checkpoint(request: Request) -> Response:
+    shard = _shard(request.params["shard"], request.backend)
+    note = await proofs.checkpoint_note(request.backend.ledger, shard)
+    return 200, note.encode(), TEXT + [(b"cache-control", CHECKPOINT_CACHE_CONTROL)]
+
+
+async def tile(request: Request) -> Response:
+    """A hash tile or entry bundle; partial tiles too, for any width the log already holds."""
+    shard = _shard(request.params["shard"], request.backend)
+    try:
+        wanted = parse_path("tile/" + request.params["rest"])
+    except TileError:
+        raise NotFound("no such tile") from None
+    data = await tiles.read_tile(request.backend.ledger, shard, wanted, request.backend.tiles)
+    return 200, data, [_OCTETS, (b"cache-control", TILE_CACHE_CONTROL)]
+
+
 async def unknown(request: Request) -> Response:
     """Any other GET under /v1/log/: which shard is named decides which 404."""
     parts = request.scope["path"].split("/")  # ["", "v1", "log", shard, what]
@@ -58,6 +83,8 @@ ROUTES = (
     Route("GET", "/v1/log/{shard}/checkpoint", checkpoint),
     Route("GET", "/v1/log/{shard}/consistency", consistency),
     Route("GET", "/v1/log/{rest:path}", unknown, documented=False),
+    Route("GET", "/tlog/{shard}/checkpoint", tile_checkpoint),
+    Route("GET", "/tlog/{shard}/tile/{rest:path}", tile),
 )
 
 

@@ -114,6 +114,28 @@ class MemoryLedger:
                 out[(level, index)] = nodes[(level, index)]
         return out
 
+    async def hash_range(self, shard: int, level: int, start: int, count: int) -> list[bytes]:
+        self._db.check()
+        entries, nodes = self._db.entries.get(shard, {}), self._db.nodes.get(shard, {})
+        out = []
+        for index in range(start, start + count):
+            found = (entries[index + 1].leaf_hash if index + 1 in entries else None) if level == 0 \
+                else nodes.get((level, index))
+            if found is None:
+                break
+            out.append(found)
+        return out
+
+    async def record_range(self, shard: int, first_seq: int, count: int) -> list[bytes]:
+        self._db.check()
+        entries = self._db.entries.get(shard, {})
+        out = []
+        for seq in range(first_seq, first_seq + count):
+            if seq not in entries:
+                break
+            out.append(entries[seq].row.record)
+        return out
+
     async def add_checkpoint(self, shard: int, tree_size: int, root: bytes, note: str, created_ms: int) -> None:
         self._db.check()
         self._db.checkpoints.setdefault(shard, {}).setdefault(tree_size, (root, note, created_ms))

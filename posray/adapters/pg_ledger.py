@@ -134,6 +134,30 @@ class PgLedger:
                 out.update(((r["level"], r["idx"]), bytes(r["hash"])) for r in rows)
         return out
 
+    async def hash_range(self, shard: int, level: int, start: int, count: int) -> list[bytes]:
+        """Log hashes at `level`, indexes [start, start + count), up to the first missing (one index range scan)."""
+        async with translated(), self._pool.acquire() as conn:
+            if level == 0:
+                rows = await conn.fetch(
+                    "SELECT seq - 1 AS idx, leaf_hash AS hash FROM ledger_entries"
+                    " WHERE shard = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq",
+                    shard, start, count)
+            else:
+                rows = await conn.fetch(
+                    "SELECT idx, hash FROM tlog_nodes WHERE shard = $1 AND level = $2"
+                    " AND idx >= $3 AND idx < $3 + $4 ORDER BY idx",
+                    shard, level, start, count)
+        return [bytes(r["hash"]) for r in _contiguous(rows, "idx", start)]
+
+    async def record_range(self, shard: int, first_seq: int, count: int) -> list[bytes]:
+        """Records of sequences [first_seq, first_seq + count), up to the first missing (one index range scan)."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, record FROM ledger_entries WHERE shard = $1 AND seq >= $2 AND seq < $2 + $3"
+                " ORDER BY seq",
+                shard, first_seq, count)
+        return [bytes(r["record"]) for r in _contiguous(rows, "seq", first_seq)]
+
     async def add_checkpoint(self, shard: int, tree_size: int, root: bytes, note: str, created_ms: int) -> None:
         """Store a signed checkpoint (append-only; the same size twice is ignored)."""
         async with translated(), self._pool.acquire() as conn:
@@ -234,6 +258,16 @@ class PgLedger:
         """Raises Unavailable unless PostgreSQL answers SELECT 1."""
         async with translated(), self._pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
+
+
+def _contiguous(rows, column: str, first: int) -> list:
+    """The leading rows whose `column` runs first, first + 1, ... without a hole."""
+    out = []
+    for expected, row in enumerate(rows, start=first):
+        if row[column] != expected:
+            break
+        out.append(row)
+    return out
 
 
 def _recorded(row) -> RecordedEntry:

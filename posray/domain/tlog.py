@@ -31,24 +31,28 @@ def _perfect_level(start: int, end: int) -> int | None:
     return None
 
 
-def range_keys(start: int, end: int, out: set[Key] | None = None) -> set[Key]:
-    """Stored hashes needed to compute the Merkle Tree Hash of leaves [start, end)."""
+def range_keys(start: int, end: int, out: set[Key] | None = None, stride: int = STRIDE) -> set[Key]:
+    """Stored hashes needed to compute the Merkle Tree Hash of leaves [start, end).
+
+    `stride`: hashes are stored at levels that are multiples of it (STRIDE in the ledger; 8,
+    the tile height, for a reader of C2SP tiles).
+    """
     out = set() if out is None else out
     if end <= start:
         return out
     level = _perfect_level(start, end)
     if level is not None:
-        base = level - level % STRIDE
+        base = level - level % stride
         first = start >> base
         out.update((base, i) for i in range(first, first + (1 << (level - base))))
         return out
     middle = start + _split(end - start)
-    range_keys(start, middle, out)
-    range_keys(middle, end, out)
+    range_keys(start, middle, out, stride)
+    range_keys(middle, end, out, stride)
     return out
 
 
-def range_hash(start: int, end: int, stored: dict[Key, bytes]) -> bytes:
+def range_hash(start: int, end: int, stored: dict[Key, bytes], stride: int = STRIDE) -> bytes:
     """Merkle Tree Hash of leaves [start, end) from the hashes `range_keys` named.
 
     Raises:
@@ -58,14 +62,14 @@ def range_hash(start: int, end: int, stored: dict[Key, bytes]) -> bytes:
         return EMPTY_ROOT
     level = _perfect_level(start, end)
     if level is not None:
-        base = level - level % STRIDE
+        base = level - level % stride
         first = start >> base
         layer = [stored[(base, i)] for i in range(first, first + (1 << (level - base)))]
         while len(layer) > 1:
             layer = [node_hash(layer[i], layer[i + 1]) for i in range(0, len(layer), 2)]
         return layer[0]
     middle = start + _split(end - start)
-    return node_hash(range_hash(start, middle, stored), range_hash(middle, end, stored))
+    return node_hash(range_hash(start, middle, stored, stride), range_hash(middle, end, stored, stride))
 
 
 def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
@@ -110,15 +114,15 @@ def consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
     return out
 
 
-def proof_keys(ranges: list[tuple[int, int]]) -> set[Key]:
+def proof_keys(ranges: list[tuple[int, int]], stride: int = STRIDE) -> set[Key]:
     keys: set[Key] = set()
     for start, end in ranges:
-        range_keys(start, end, keys)
+        range_keys(start, end, keys, stride)
     return keys
 
 
-def proof_hashes(ranges: list[tuple[int, int]], stored: dict[Key, bytes]) -> list[bytes]:
-    return [range_hash(start, end, stored) for start, end in ranges]
+def proof_hashes(ranges: list[tuple[int, int]], stored: dict[Key, bytes], stride: int = STRIDE) -> list[bytes]:
+    return [range_hash(start, end, stored, stride) for start, end in ranges]
 
 
 def append_keys(old_size: int, new_size: int) -> set[Key]:

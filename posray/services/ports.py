@@ -24,7 +24,7 @@ from posray.domain.transaction import Submission
 __all__ = [
     "CONFLICT", "NEW", "SAME", "Appended", "CaptureLog", "Captured", "Conflict", "EntryRow", "FenceLedger",
     "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "Recorded", "RecordedEntry", "ShardStream",
-    "StreamEntry",
+    "StreamEntry", "TileSink", "TileSource",
 ]
 
 Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> the next fence
@@ -119,6 +119,14 @@ class Ledger(Protocol):
     async def stored_hashes(self, shard: int, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Log hashes by (level, index) of those of `keys` that are stored."""
 
+    async def hash_range(self, shard: int, level: int, start: int, count: int) -> list[bytes]:
+        """Stored log hashes at `level` with indexes start, start + 1, ... (at most `count`), in
+        order, up to the first one not stored (level 0: leaf hashes)."""
+
+    async def record_range(self, shard: int, first_seq: int, count: int) -> list[bytes]:
+        """Records of sequences first_seq, first_seq + 1, ... (at most `count`), in order, up to
+        the first one not recorded."""
+
     async def add_checkpoint(self, shard: int, tree_size: int, root: bytes, note: str, created_ms: int) -> None:
         """Store a signed checkpoint (the same size twice is ignored)."""
 
@@ -184,3 +192,25 @@ class FenceLedger(Protocol):
     def offline(self, shards: list[int]) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the fence locks of `shards` while an offline load writes a never-fenced ledger."""
 
+
+
+class TileSource(Protocol):
+    """Where a reader finds a log's C2SP tiles: a directory, a static server, posray's /tlog/."""
+
+    def get(self, path: str) -> bytes | None:
+        """The resource at `path` below the tiles' base (`<shard>/checkpoint`, `<shard>/tile/...`),
+        None when there is none.
+
+        Raises:
+            Unavailable: the source could not answer.
+        """
+
+
+class TileSink(TileSource, Protocol):
+    """Where `posray tiles export` writes: files that appear whole or not at all."""
+
+    def exists(self, path: str) -> bool:
+        """A resource is at `path`."""
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write `data` at `path`, replacing what was there, atomically."""

@@ -121,3 +121,30 @@ class TestCheckpoints:
         assert latest == (3, b"s" * 32, "note 3")
         assert at_two == (2, b"r" * 32, "note 2")
         assert at_one is None
+
+
+class TestRanges:
+    def test_hash_and_record_ranges_read_in_order_up_to_the_first_missing(self, stores):
+        terminal_id, shard = fresh_terminal()
+        docs = subs(terminal_id, range(1, 301))
+
+        async def main():
+            async with stores() as s:
+                head = await s.ledger.head(shard)
+                first, rows1, leaves1 = await append(s.ledger, head, docs[:200], T0)
+                _, rows2, leaves2 = await append(s.ledger, advance(head, first), docs[200:], T0 + 1)
+                read = s.ledger.hash_range
+                return (rows1 + rows2, leaves1 + leaves2,
+                        [await read(shard, 0, 0, 256), await read(shard, 0, 256, 256), await read(shard, 0, 300, 5),
+                         await read(shard, 4, 0, 256), await read(shard, 8, 0, 256), await read(shard, 8, 1, 1),
+                         await read(shard, 0, 10, 3)],
+                        [await s.ledger.record_range(shard, 1, 256), await s.ledger.record_range(shard, 257, 256),
+                         await s.ledger.record_range(shard, 301, 2), await s.ledger.record_range(shard, 299, 5)])
+
+        rows, leaves, hashes, records = asyncio.run(main())
+        level0, level0_rest, beyond, level4, level8, level8_missing, middle = hashes
+        assert level0 == leaves[:256] and level0_rest == leaves[256:] and beyond == [] and middle == leaves[10:13]
+        assert level4 == [root_hash(leaves[i:i + 16]) for i in range(0, 288, 16)]
+        assert level8 == [root_hash(leaves[:256])] and level8_missing == []
+        assert records[0] == [r.record for r in rows[:256]] and records[1] == [r.record for r in rows[256:]]
+        assert records[2] == [] and records[3] == [r.record for r in rows[298:]]

@@ -16,7 +16,7 @@ from posray.domain.errors import PosrayError
 ROOT = Path(__file__).resolve().parents[2]
 # Modules that define a class of the tree outside posray/domain/errors.py (see its docstring).
 DEFINING_MODULES = ("posray.settings", "posray.adapters.keyfile", "tooling.embedded.common", "posray.locate",
-                    "deployments.haproxy_guard", "posray.domain.note", "posray.domain.fence",
+                    "deployments.haproxy_guard", "posray.domain.note", "posray.domain.fence", "posray.domain.tiles",
                     "posray.services.lottery", "jobs.analytics_bench")
 # Private signals that never leave their module (caught where raised).
 # Control flow inside one module, never raised out of it.

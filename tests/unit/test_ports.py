@@ -15,14 +15,18 @@ from posray.adapters.memory_ledger import MemoryFences, MemoryLedger
 from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import RedisCapture
+from posray.adapters.memory_tiles import MemoryTiles
 from posray.adapters.redis_stream import RedisShardStream
-from posray.services.ports import CaptureLog, FenceLedger, Ledger, ShardStream
+from posray.adapters.tile_files import TileDirectory
+from posray.adapters.tile_http import HttpTiles
+from posray.services.ports import CaptureLog, FenceLedger, Ledger, ShardStream, TileSink, TileSource
 
 IMPLEMENTATIONS = [
     (CaptureLog, RedisCapture), (CaptureLog, MemoryCaptureLog),
     (ShardStream, RedisShardStream), (ShardStream, MemoryShardStream),
     (Ledger, PgLedger), (Ledger, MemoryLedger),
     (FenceLedger, PgFences), (FenceLedger, MemoryFences),
+    (TileSink, TileDirectory), (TileSink, MemoryTiles), (TileSource, HttpTiles),
 ]
 
 

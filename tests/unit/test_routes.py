@@ -27,6 +27,8 @@ DOCUMENTED = [
     ("GET", "/v1/log/3/consistency", log.consistency, {"shard": "3"}),
     ("GET", "/v1/log/key", log.key, {}),
     ("GET", "/.well-known/posray/log-key", log.key, {}),
+    ("GET", "/tlog/3/checkpoint", log.tile_checkpoint, {"shard": "3"}),
+    ("GET", "/tlog/3/tile/1/x001/x234/067.p/12", log.tile, {"shard": "3", "rest": "1/x001/x234/067.p/12"}),
     ("POST", "/v1/admin/terminals", admin.register, {}),
     ("POST", "/v1/admin/terminals/T-1/revoke", admin.revoke, {"terminal_id": "T-1"}),
     ("POST", "/v1/admin/merchants/M-1/token", merchants.issue_token, {"merchant_id": "M-1"}),

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import orjson
 import pytest
 
 from posray.domain.chain import record_bytes
@@ -65,3 +66,50 @@ def test_the_example_checkpoint_in_the_doc_verifies_with_the_example_key():
     key = re.search(r"e\.g\. `(127\.0\.0\.1:8000/log\+[0-9a-f]{8}\+\S+)`", text).group(1)
     checkpoint = open_checkpoint(NoteVerifier.from_verifier_key(key), note, "127.0.0.1:8000/log/4")
     assert checkpoint.tree_size == 70 and checkpoint.extensions[0].startswith("posray-chain 3 ")
+
+
+def doc_tiles_verifier():
+    block = next(b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S) if "def verify_from_tiles(" in b)
+    namespace: dict = {}
+    exec(block, namespace)
+    return namespace["verify_from_tiles"]
+
+
+def exported(*sizes):
+    """A shard log grown to `sizes`, exported by posray after each; its files and the verifier key."""
+    import asyncio
+
+    from posray.adapters.memory_tiles import MemoryTiles
+    from posray.services import tiles
+    from tests.unit.test_tiles_service import ORIGIN, SHARD, SIGNER, grown
+
+    log, sink = grown(sizes[0]), MemoryTiles()
+    asyncio.run(tiles.export(log.ledger, sink, SHARD, ORIGIN))
+    for size in sizes[1:]:
+        asyncio.run(log.grow(size))
+        asyncio.run(tiles.export(log.ledger, sink, SHARD, ORIGIN))
+    codes = {seq: orjson.loads(r)["code"] for seq, r in asyncio.run(
+        log.ledger.records(SHARD, list(range(1, sizes[-1] + 1)))).items()}
+    return sink.files, SHARD, codes, SIGNER.verifier_key()
+
+
+@pytest.mark.parametrize("sizes", [(1,), (255,), (256,), (300,), (300, 600)])
+def test_the_documented_tiles_verifier_accepts_genuine_receipts_from_posrays_tiles(sizes):
+    files, shard, codes, key = exported(*sizes)
+    verify = doc_tiles_verifier()
+    for seq in sorted({1, 2, 255, 256, 257, 300, 513, 600} & set(codes)):
+        assert verify(files.__getitem__, shard, seq, codes[seq], key) is True, seq
+
+
+def test_the_documented_tiles_verifier_rejects_edits_other_codes_and_other_keys():
+    files, shard, codes, key = exported(300)
+    verify = doc_tiles_verifier()
+    assert verify(files.__getitem__, shard, 7, codes[8], key) is False
+    assert verify(files.__getitem__, shard, 7, codes[7], NoteSigner("tiles.example/log", b"x" * 32).verifier_key()) is False
+    tile = bytearray(files[f"{shard}/tile/0/000"])
+    tile[6 * 32] ^= 1  # leaf 6's hash: the first hash on leaf 7's path
+    edited = dict(files, **{f"{shard}/tile/0/000": bytes(tile)})
+    assert verify(edited.__getitem__, shard, 8, codes[8], key) is False
+    bundle = files[f"{shard}/tile/entries/001.p/44"].replace(b'"accepted_at":"2023', b'"accepted_at":"2024')
+    edited = dict(files, **{f"{shard}/tile/entries/001.p/44": bundle})
+    assert verify(edited.__getitem__, shard, 260, codes[260], key) is False
