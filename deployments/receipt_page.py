@@ -107,7 +107,7 @@ def _verify_html(receipt: dict) -> str:
     ledger = receipt.get("ledger") or {}
     return f"""
 <section id=verify aria-labelledby=verify-title data-code="{escape(receipt['code'])}"
- data-leaf-hash="{escape(ledger.get('leaf_hash') or '')}">
+ data-leaf-hash="{escape(ledger.get('leaf_hash') or '')}"{_place(receipt)}>
 <h2 id=verify-title>Is it in the operator's signed log?</h2>
 <div id=verdict role=status aria-live=polite data-status=checking>Checking in your browser…</div>
 <noscript><p>Turn on JavaScript to check this receipt's proof in your browser.</p></noscript>
@@ -124,6 +124,18 @@ def _verify_html(receipt: dict) -> str:
 checks every hash and the signature itself, with WebCrypto.</p>
 </section>
 """
+
+
+TILES_BASE = "/tlog"  # the log's static tiles on this site (deployments/api/log.py)
+
+
+def _place(receipt: dict) -> str:
+    """Where the script finds a recorded receipt in the tiles; hints only: the record it fetches
+    must name the page's code. Nothing for a receipt not recorded yet (it asks the proof API)."""
+    if receipt.get("status") != "recorded":
+        return ""
+    return (f' data-shard="{int(receipt["shard"])}" data-seq="{int(receipt["seq"])}"'
+            f' data-tiles="{TILES_BASE}"')
 
 
 def _page(title: str, body: str, scripts: str = "") -> str:

@@ -155,6 +155,120 @@
       `(${proof.length} hashes, RFC 9162 \u00a72.1.3.2)`);
   }
 
+  // ---- C2SP tlog-tiles: the same bundle, rebuilt from static tiles (docs/verification.md §6a) -----
+  // Only the signed checkpoint is trusted: every hash the tiles give is checked against its root
+  // by the inclusion check, and the record must name this page's code.
+  const TILE_WIDTH = 256;
+  const TILE_HEIGHT = 8;
+  const indexPath = (n) => { // 1234067 -> x001/x234/067
+    const groups = [n % 1000];
+    for (n = Math.floor(n / 1000); n > 0; n = Math.floor(n / 1000)) groups.unshift(n % 1000);
+    return groups.map((g, i) => (i < groups.length - 1 ? "x" : "") + String(g).padStart(3, "0")).join("/");
+  };
+  const largestPowerOfTwoBelow = (n) => { let k = 1; while (k * 2 < n) k *= 2; return k; };
+
+  class TileReader {
+    constructor(base, shard, size) {
+      this.base = base; this.shard = shard; this.size = size; this.tiles = new Map();
+    }
+
+    tilePath(level, index, entries) { // the full or partial tile holding hash `index` of `level`
+      const count = Math.floor(this.size / TILE_WIDTH ** level);
+      if (!(index >= 0 && index < count)) throw new Error(`a tree of ${this.size} leaves has no hash ${index} at tile level ${level}`);
+      const n = Math.floor(index / TILE_WIDTH);
+      const width = (n + 1) * TILE_WIDTH <= count ? TILE_WIDTH : count % TILE_WIDTH;
+      return `${this.base}/${this.shard}/tile/${entries ? "entries" : level}/${indexPath(n)}` +
+        (width === TILE_WIDTH ? "" : `.p/${width}`);
+    }
+
+    async bytes(path) {
+      if (!this.tiles.has(path)) {
+        this.tiles.set(path, (async () => {
+          const response = await fetch(path, { credentials: "same-origin" });
+          if (response.status !== 200) throw new Error(`${path}: HTTP ${response.status}`);
+          return new Uint8Array(await response.arrayBuffer());
+        })());
+      }
+      return this.tiles.get(path);
+    }
+
+    async record(leafIndex) { // the leaf's bytes, from its entry bundle
+      const data = await this.bytes(this.tilePath(0, leafIndex, true));
+      const wanted = leafIndex % TILE_WIDTH;
+      for (let at = 0, i = 0; at + 2 <= data.length; i++) {
+        const length = (data[at] << 8) | data[at + 1];
+        if (at + 2 + length > data.length) break;
+        if (i === wanted) return data.slice(at + 2, at + 2 + length);
+        at += 2 + length;
+      }
+      throw new Error(`the entry bundle of leaf ${leafIndex} does not hold it`);
+    }
+
+    async tileHash(level, index) { // hash `index` at tlog level 8·level
+      const data = await this.bytes(this.tilePath(level, index, false));
+      const at = (index % TILE_WIDTH) * 32;
+      if (at + 32 > data.length) throw new Error(`tile level ${level} is too short for hash ${index}`);
+      return data.slice(at, at + 32);
+    }
+
+    async subtree(height, index) { // the complete subtree of 2^height leaves number `index`
+      const level = Math.floor(height / TILE_HEIGHT), below = height % TILE_HEIGHT;
+      let layer = [];
+      for (let k = 0; k < 2 ** below; k++) layer.push(await this.tileHash(level, index * 2 ** below + k));
+      while (layer.length > 1) {
+        const next = [];
+        for (let i = 0; i < layer.length; i += 2) next.push(await nodeHash(layer[i], layer[i + 1]));
+        layer = next;
+      }
+      return layer[0];
+    }
+
+    async rangeHash(lo, hi) { // MTH(D[lo:hi]), RFC 9162 §2.1.1, from the fewest tile hashes
+      const n = hi - lo;
+      const height = Math.round(Math.log2(n));
+      if (2 ** height === n && lo % n === 0) return this.subtree(height, lo / n);
+      const k = largestPowerOfTwoBelow(n);
+      return nodeHash(await this.rangeHash(lo, lo + k), await this.rangeHash(lo + k, hi));
+    }
+
+    async inclusionProof(m, lo = 0, hi = this.size) { // RFC 9162 §2.1.3.1, leaf first
+      if (hi - lo <= 1) return [];
+      const k = largestPowerOfTwoBelow(hi - lo);
+      if (m < lo + k) return [...await this.inclusionProof(m, lo, lo + k), await this.rangeHash(lo + k, hi)];
+      return [...await this.inclusionProof(m, lo + k, hi), await this.rangeHash(lo, lo + k)];
+    }
+  }
+
+  async function tileBundle(base, shard, seq, key) { // {status, body} like the proof API's answer
+    const checkpointUrl = `${base}/${shard}/checkpoint`;
+    const response = await fetch(checkpointUrl, { cache: "no-store", credentials: "same-origin" });
+    if (response.status !== 200) return { status: response.status, body: null };
+    const note = await response.text();
+    let size;
+    try { size = Number((await openCheckpoint(key, note)).size); } catch (e) {
+      return { status: 200, body: { shard, leaf_index: seq - 1, tree_size: -1, root_hash: "", record: "",
+        inclusion_proof: [], checkpoint: note } }; // the checkpoint check then says what is wrong
+    }
+    if (!(seq >= 1 && seq <= size)) return { status: 404, body: null }; // not yet in a checkpoint
+    const cp = await openCheckpoint(key, note);
+    const tiles = new TileReader(base, shard, size);
+    const record = new TextDecoder("utf-8", { fatal: true }).decode(await tiles.record(seq - 1));
+    const proof = await tiles.inclusionProof(seq - 1);
+    return { status: 200, body: { shard, leaf_index: seq - 1, tree_size: size, root_hash: hex(cp.root),
+      record, inclusion_proof: proof.map(hex), checkpoint: note } };
+  }
+
+  async function fetchTileBundle(base, shard, seq, key) { // waits while the receipt is not in a checkpoint
+    for (let attempt = 1; ; attempt++) {
+      const answer = await tileBundle(base, shard, seq, key);
+      if (answer.status !== 404) return answer;
+      if (attempt >= RETRY_MAX) return answer;
+      setVerdict("waiting", `Accepted, not yet in a signed checkpoint of the log. Checking again in ` +
+        `${RETRY_DELAY_MS / 1000} s (attempt ${attempt + 1} of ${RETRY_MAX})\u2026`);
+      await sleep(RETRY_DELAY_MS);
+    }
+  }
+
   // ---- the page ----------------------------------------------------------------------------------
   function setVerdict(status, text, failed = []) {
     const v = $("verdict");
@@ -234,21 +348,33 @@
       return fail("browser", "this page needs a secure (https) connection to use the browser's cryptography");
     }
     const params = new URLSearchParams(location.search);
-    let bundleUrl, keyUrl;
+    // The static tiles by default (what a CDN serves), when the page knows the receipt's place;
+    // ?bundle= asks the proof API instead (or any same-origin bundle), ?tiles= another tile base.
+    const shard = Number(section.dataset.shard), seq = Number(section.dataset.seq);
+    const useTiles = !params.get("bundle") && Number.isSafeInteger(shard) && Number.isSafeInteger(seq)
+      && section.dataset.tiles;
+    let bundleUrl, keyUrl, tilesUrl;
     try {
-      bundleUrl = sameOrigin(params.get("bundle") || `/v1/receipts/${encodeURIComponent(page.code)}/proof`);
       keyUrl = sameOrigin(params.get("key") || DEFAULT_KEY_URL);
+      if (useTiles) {
+        tilesUrl = sameOrigin(params.get("tiles") || section.dataset.tiles);
+      } else {
+        bundleUrl = sameOrigin(params.get("bundle") || `/v1/receipts/${encodeURIComponent(page.code)}/proof`);
+      }
     } catch (e) {
       return fail("download", e.message);
     }
-    $("sources").textContent = `${bundleUrl.pathname}${bundleUrl.search} and ${keyUrl.pathname}${keyUrl.search}`;
+    const source = useTiles ? `the tiles under ${tilesUrl.pathname}/${shard}/` : `${bundleUrl.pathname}${bundleUrl.search}`;
+    $("sources").textContent = `${source} and ${keyUrl.pathname}${keyUrl.search}`;
+    section.dataset.source = useTiles ? "tiles" : "bundle";
     let key, bundle;
     try {
       const keyDoc = await getJson(keyUrl);
       if (keyDoc.status !== 200) return fail("download", `the log key: HTTP ${keyDoc.status}`);
       key = await readKey(keyDoc.body);
       showKey(key);
-      bundle = await fetchBundle(bundleUrl);
+      bundle = useTiles ? await fetchTileBundle(tilesUrl.pathname.replace(/\/$/, ""), shard, seq, key)
+        : await fetchBundle(bundleUrl);
     } catch (e) {
       return fail("download", e.message);
     }

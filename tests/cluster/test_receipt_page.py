@@ -48,12 +48,15 @@ class _PageState(HTMLParser):
         self.steps: dict[str, bool] = {}
         self.title = ""
         self.verifier_key = ""
+        self.source = ""  # where the script took the proof from: "tiles" or "bundle"
         self._text_of: str | None = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if a.get("id") == "verdict":
             self.verdict = a
+        elif a.get("id") == "verify":
+            self.source = a.get("data-source", "")
         elif tag == "li" and "data-step" in a:
             self.steps[a["data-step"]] = a.get("data-ok") == "true"
         self._text_of = "verifier-key" if a.get("id") == "verifier-key" else "title" if tag == "title" else None
@@ -117,9 +120,26 @@ class TestTheReceiptPage:
         (code,) = recorded_codes(http, operator_token, 1)
         page = browse(f"{base_url}/r/{code}")
         assert page.status == "verified", page.verdict
+        assert page.source == "tiles", "a recorded receipt is checked from the static tiles by default"
         assert page.steps == dict.fromkeys(ALL_STEPS, True)
         assert page.verifier_key == http.get("/.well-known/posray/log-key").json()["verifier_key"]
         assert page.title.startswith("Receipt ")  # the hostile item name did not run
+
+    def test_the_proof_api_gives_the_same_verdict_as_the_tiles(self, http, operator_token, posray_cluster):
+        _, base_url = posray_cluster
+        (code,) = recorded_codes(http, operator_token, 1)
+        page = browse(f"{base_url}/r/{code}?bundle={quote(f'/v1/receipts/{code}/proof', safe='')}")
+        assert page.status == "verified" and page.source == "bundle"
+        assert page.steps == dict.fromkeys(ALL_STEPS, True)
+
+    def test_a_tile_base_without_tiles_is_a_failed_download_never_a_verdict(self, http, operator_token,
+                                                                            posray_cluster):
+        _, base_url = posray_cluster
+        (code,) = recorded_codes(http, operator_token, 1)
+        page = browse(f"{base_url}/r/{code}?tiles={quote('/tlog/', safe='')}")
+        assert page.source == "tiles" and page.status == "verified"  # the same base, with a slash
+        elsewhere = browse(f"{base_url}/r/{code}?tiles={quote('/v1/log', safe='')}")  # a checkpoint, no tiles
+        assert elsewhere.status == "failed" and elsewhere.failed == {"download"}
 
     def test_the_code_is_checked_as_the_customer_typed_it(self, http, operator_token, posray_cluster):
         _, base_url = posray_cluster
