@@ -10,7 +10,7 @@ here, so a service imports its ports and their values from this one module.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable, Protocol
 
 from posray.adapters.pg_fences import Conflict, FenceState, Loss, Recorded
@@ -137,8 +137,10 @@ class Ledger(Protocol):
     async def batch_leaves(self, shard: int, batch_no: int) -> list[bytes]:
         """Leaf hashes of one batch in leaf order."""
 
-    async def find_by_fields(self, terminal_id: str, counter: int) -> list[tuple[int, int, int, datetime]]:
-        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter."""
+    async def find_by_fields(self, terminal_id: str, counter: int,
+                             since: date | None = None) -> list[tuple[int, int, int, datetime]]:
+        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter
+        (recorded on UTC day `since` or later, when given)."""
 
     async def heights(self) -> dict[int, tuple[int, int]]:
         """Per recorded shard: (batches, last recorded sequence)."""
