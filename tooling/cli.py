@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tooling.analytics_cli import add_parser as add_analytics_parser
 
     add_analytics_parser(sub)
+    from tooling.ledger_cli import add_parser as add_ledger_parser
+
+    add_ledger_parser(sub)
     from tooling.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -371,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command_name(args) -> str:
     """`status`, `merchants token`, `analytics fiscal`: the words the operator typed."""
     words = [args.command]
-    for name in ("action", "merchant_action", "analytics_command", "lottery_action", "capture_action"):
+    for name in ("action", "ledger_action", "merchant_action", "analytics_command", "lottery_action", "capture_action"):
         if isinstance(getattr(args, name, None), str):
             words.append(getattr(args, name))
     return " ".join(words)

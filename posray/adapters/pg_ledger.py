@@ -64,14 +64,14 @@ class PgLedger:
 
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
-        self._ready_through: date | None = None
+        self._ready: tuple[date, date] | None = None  # the days this writer knows have partitions
 
     async def ensure_partitions(self, day: date) -> int:
         """Create the daily partitions from `day` to PARTITION_DAYS_AHEAD days after it; how many were new."""
         async with translated(), self._pool.acquire() as conn:
             made = await conn.fetchval("SELECT posray_ledger_partitions($1, $2)",
                                        day, day + timedelta(days=PARTITION_DAYS_AHEAD))
-        self._ready_through = day + timedelta(days=PARTITION_DAYS_AHEAD)
+        self._ready = (day, day + timedelta(days=PARTITION_DAYS_AHEAD))
         return made
 
     async def head(self, shard: int) -> ChainHead:
@@ -98,8 +98,9 @@ class PgLedger:
         """
         header_hash = header.hash()
         day = _ts(header.recorded_at_ms).date()
-        if self._ready_through is None or day + timedelta(days=1) > self._ready_through:
-            # Once a day per writer, a week ahead: the day's partition exists before its first batch.
+        if self._ready is None or not self._ready[0] <= day <= self._ready[1] - timedelta(days=1):
+            # Once a day per writer, a week ahead: tomorrow's partition exists before its first
+            # batch (and a history written with past days gets their partitions too).
             await self.ensure_partitions(day)
         records = [
             (header.shard, r.seq, header.batch_no, i, r.terminal_id, r.counter,
@@ -140,6 +141,11 @@ class PgLedger:
             if leaf_seqs:
                 for r in await _by_day(conn, "leaf_hash", shard, leaf_seqs):
                     out[(0, r["seq"] - 1)] = bytes(r["leaf_hash"])
+                missing = [s for s in leaf_seqs if (0, s - 1) not in out]
+                if missing:  # leaves of a detached day that later proofs still need
+                    rows = await conn.fetch("SELECT seq, leaf_hash FROM ledger_kept_leaves"
+                                            " WHERE shard = $1 AND seq = ANY($2::bigint[])", shard, missing)
+                    out.update(((0, r["seq"] - 1), bytes(r["leaf_hash"])) for r in rows)
             if levels:
                 rows = await conn.fetch(
                     "SELECT n.level, n.idx, n.hash FROM tlog_nodes n"

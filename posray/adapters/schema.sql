@@ -321,6 +321,33 @@ BEGIN
         DROP TABLE ledger_entries_v6;
     END IF;
 END $$;
+-- Partitions detached by `posray ledger detach` (retention): what they held, which archives held
+-- it then. A detached day is never written again (posray_ledger_partitions refuses it).
+CREATE TABLE IF NOT EXISTS ledger_detached (
+    partition    text        PRIMARY KEY,
+    day          date        NOT NULL,
+    rows         bigint      NOT NULL,
+    last_seqs    jsonb       NOT NULL,   -- per shard, the last sequence of the day
+    archives     jsonb       NOT NULL,   -- per archive, per shard, the last sequence it held
+    detached_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE TRIGGER ledger_detached_no_change BEFORE UPDATE OR DELETE ON ledger_detached
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_detached_no_truncate BEFORE TRUNCATE ON ledger_detached
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE INDEX IF NOT EXISTS ledger_batches_recorded_on ON ledger_batches (recorded_on);
+-- Leaf hashes a detached day leaves behind: the log stores subtrees of 16 leaves and up, so the
+-- proofs of later receipts still need the leaves of a 16-leaf block the day shares with them.
+CREATE TABLE IF NOT EXISTS ledger_kept_leaves (
+    shard      int    NOT NULL,
+    seq        bigint NOT NULL,
+    leaf_hash  bytea  NOT NULL,
+    PRIMARY KEY (shard, seq)
+);
+CREATE OR REPLACE TRIGGER ledger_kept_leaves_no_change BEFORE UPDATE OR DELETE ON ledger_kept_leaves
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_kept_leaves_no_truncate BEFORE TRUNCATE ON ledger_kept_leaves
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
 -- Yesterday to a week ahead exist after every `posray up`; the LedgerWriter keeps a week ahead.
 SELECT posray_ledger_partitions((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date + 7);
 INSERT INTO posray_schema (version) VALUES (7) ON CONFLICT DO NOTHING;

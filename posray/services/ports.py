@@ -19,6 +19,7 @@ from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended
 from posray.adapters.redis_stream import Captured, StreamEntry
 from posray.domain.chain import BatchHeader, ChainHead
 from posray.domain.fence import Fence, FencePlan, PriorFence, StoreState
+from posray.domain.retention import DayPartition
 from posray.domain.transaction import Submission
 
 __all__ = [
@@ -186,3 +187,13 @@ class FenceLedger(Protocol):
     def offline(self, shards: list[int]) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the fence locks of `shards` while an offline load writes a never-fenced ledger."""
 
+
+
+class LedgerPartitions(Protocol):
+    """The ledger's daily partitions (posray.adapters.pg_partitions)."""
+
+    async def attached(self, before: date) -> list[DayPartition]:
+        """Attached partitions of days before `before`, with each shard's last sequence."""
+
+    async def detach(self, part: DayPartition, archives: dict[str, dict[int, int]]) -> None:
+        """Detach one partition and record what the archives held."""

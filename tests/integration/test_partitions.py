@@ -4,7 +4,6 @@ partition, (shard, seq) unique across days, and the migration of a populated ver
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 
@@ -12,22 +11,16 @@ import asyncpg
 import orjson
 import pytest
 
-from posray.adapters.pg import apply_schema, create_pool
-from posray.adapters.pg_fences import PgFences
-from posray.adapters.pg_ledger import PgLedger
+from posray.adapters.pg import apply_schema
 from posray.domain.keys import terminal_key
-from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
-from posray.services import recording
 from posray.services.lookup import by_code, by_fields, proof_bundle
-from posray.services.recording import ShardRecorder
 from posray.settings import Settings
 from tests.conftest import private_database
 from tests.documents import make_document, submission_of
-from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms
+from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms, record_days
 
 SCHEMA = resources.files("posray.adapters").joinpath("schema.sql").read_text()
 SCHEMA_V6 = SCHEMA.split("-- Version 7:", 1)[0]
-DAY_MS = 86_400_000
 
 
 def utc_today() -> date:
@@ -36,38 +29,6 @@ def utc_today() -> date:
 
 def partition(day: date) -> str:
     return f"ledger_entries_{day:%Y%m%d}"
-
-
-class _Clock:
-    """The recorder's clock moved by whole days (its monotonic clock is left alone)."""
-
-    def __init__(self, days: int):
-        self.offset_s = days * DAY_MS / 1000
-
-    def time(self) -> float:
-        return time.time() + self.offset_s
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-async def _record_days(b, keys, settings, terminal_id, shard, days: list[int], per_day: int, monkeypatch) -> None:
-    """Capture and record `per_day` documents on each of `days` (offsets from today), signed."""
-    key = terminal_key(keys.terminal_master, terminal_id, 1)
-    signer = NoteSigner(settings.log_key_name, keys.signing_seed)
-    origin = settings.log_origin(shard)
-    counter = 0
-    for offset in days:
-        monkeypatch.setattr(recording, "time", _Clock(offset))
-        subs = [submission_of(make_document(terminal_id, counter + c, key), SHARD_COUNT) for c in range(1, per_day + 1)]
-        counter += per_day
-        await b.append(shard, now_ms() + offset * DAY_MS, subs)
-        recorder = ShardRecorder(
-            shard, b.stream, b.ledger, keys.code, 7, wait_ms=5, checkpoint_interval_s=0,
-            sign=lambda size, root, ext, o=origin: sign_checkpoint(signer, Checkpoint(o, size, root, ext)))
-        while await b.stream.backlog(shard):
-            await recorder.step()
-    monkeypatch.setattr(recording, "time", time)
 
 
 class TestPartitionsAhead:
@@ -93,7 +54,7 @@ class TestPartitionsAhead:
 
         async def main():
             async with backends(redis_url, schema_dsn, key_prefix) as b:
-                await _record_days(b, keys, settings, terminal_id, shard, [40], 10, monkeypatch)
+                await record_days(b, keys, settings, terminal_id, shard, [40], 10, monkeypatch)
                 placed = await b.pool.fetch(f"SELECT seq FROM {partition(day)} WHERE shard = $1 ORDER BY seq", shard)
                 ahead = await b.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", partition(day + timedelta(days=7)))
                 record = (await b.ledger.entry(shard, 4)).record
@@ -203,7 +164,7 @@ def test_a_populated_version_6_ledger_migrates_with_rows_proofs_and_lookups_unch
 
         async def populate():
             async with backends(redis_url, src, key_prefix) as b:
-                await _record_days(b, keys, settings, terminal_id, shard, [-2, -1, 0], 40, monkeypatch)
+                await record_days(b, keys, settings, terminal_id, shard, [-2, -1, 0], 40, monkeypatch)
                 rows = await b.pool.fetch("SELECT seq, record FROM ledger_entries WHERE shard = $1", shard)
                 records = {r["seq"]: orjson.loads(r["record"]) for r in rows}
                 codes = {seq: rec["code"] for seq, rec in records.items()}
