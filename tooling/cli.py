@@ -351,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tooling.bench.suite import add_parser as add_suite_parser
 
     add_suite_parser(sub)
+    from tooling.bench.ledger_size import add_parser as add_ledger_size_parser
+
+    add_ledger_size_parser(sub)
     __import__("tooling.faults_cli").faults_cli.add_parser(sub)
     from tooling.serve_config import add_parser as add_serve_config_parser
 

@@ -204,9 +204,11 @@ class PgLedger:
         """Leaf hashes of one batch in leaf order."""
         async with translated(), self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT leaf_hash FROM ledger_entries WHERE shard = $1 AND batch_no = $2"
-                " AND recorded_on = (SELECT recorded_on FROM ledger_batches WHERE shard = $1 AND batch_no = $2)"
-                " ORDER BY seq",
+                # By the batch's sequences in its day's partition: an index range, whatever the
+                # size of the day or the ledger (there is no index on batch_no).
+                "SELECT e.leaf_hash FROM ledger_batches b JOIN ledger_entries e ON e.shard = b.shard"
+                " AND e.recorded_on = b.recorded_on AND e.seq BETWEEN b.first_seq AND b.last_seq"
+                " AND e.batch_no = b.batch_no WHERE b.shard = $1 AND b.batch_no = $2 ORDER BY e.seq",
                 shard, batch_no,
             )
         return [bytes(r["leaf_hash"]) for r in rows]
