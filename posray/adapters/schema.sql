@@ -274,6 +274,8 @@ BEGIN
     RETURN made;
 END $$;
 
+REVOKE EXECUTE ON FUNCTION posray_ledger_partitions(date, date) FROM PUBLIC;
+
 -- The migration from version 6: the unpartitioned table is copied into the partitioned one, row
 -- by row checked against its batch, then dropped; all in this script's one transaction.
 DO $$
