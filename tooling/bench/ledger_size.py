@@ -149,12 +149,14 @@ async def fill(dsn: str, filled: int, size: int, rows_per_day: int, first_day: d
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET synchronous_commit = off")  # the fill only; the measured appends commit as usual
-        for g in range(filled, size, FILL_CHUNK_ROWS):
-            per_shard = (min(size, g + FILL_CHUNK_ROWS) - g) // FILL_SHARDS
+        g = filled
+        while g < size:  # chunks that never cross a day
+            end = min(size, g + FILL_CHUNK_ROWS, (g // rows_per_day + 1) * rows_per_day)
             day = first_day + timedelta(days=g // rows_per_day)
             await conn.execute("SELECT posray_ledger_partitions($1, $1)", day)
             for shard in range(FILL_SHARDS):
-                await _fill_shard(conn, shard, per_shard, g, day, record, leaf, level_hash)
+                await _fill_shard(conn, shard, (end - g) // FILL_SHARDS, g, day, record, leaf, level_hash)
+            g = end
         await _checkpoint_all(dsn)
     finally:
         await conn.close()
