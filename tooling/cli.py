@@ -354,12 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     from tooling.analytics_cli import add_parser as add_analytics_parser
 
     add_analytics_parser(sub)
+    from tooling.ledger_cli import add_parser as add_ledger_parser
+
+    add_ledger_parser(sub)
     from tooling.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
     from tooling.bench.suite import add_parser as add_suite_parser
 
     add_suite_parser(sub)
+    from tooling.bench.ledger_size import add_parser as add_ledger_size_parser
+
+    add_ledger_size_parser(sub)
     __import__("tooling.faults_cli").faults_cli.add_parser(sub)
     from tooling.serve_config import add_parser as add_serve_config_parser
 
@@ -383,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
 def _command_name(args) -> str:
     """`status`, `merchants token`, `analytics fiscal`: the words the operator typed."""
     words = [args.command]
-    for name in ("action", "merchant_action", "analytics_command", "lottery_action", "capture_action",
-                 "tiles_action"):
+    for name in ("action", "ledger_action", "merchant_action", "analytics_command", "lottery_action",
+                 "capture_action", "tiles_action"):
         if isinstance(getattr(args, name, None), str):
             words.append(getattr(args, name))
     return " ".join(words)

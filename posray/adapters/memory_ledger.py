@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Callable
 
 from posray.adapters.pg_fences import Conflict, FenceState, Loss, Plan, Recorded
@@ -181,11 +181,13 @@ class MemoryLedger:
         entries = self._db.entries.get(shard, {})
         return [entries[s].leaf_hash for s in sorted(entries) if entries[s].batch_no == batch_no]
 
-    async def find_by_fields(self, terminal_id: str, counter: int) -> list[tuple[int, int, int, datetime]]:
+    async def find_by_fields(self, terminal_id: str, counter: int,
+                             since: date | None = None) -> list[tuple[int, int, int, datetime]]:
         self._db.check()
         return [(shard, seq, e.row.total_minor, _datetime(e.row.issued_at_ms))
                 for shard, entries in sorted(self._db.entries.items()) for seq, e in sorted(entries.items())
-                if (e.row.terminal_id, e.row.counter) == (terminal_id, counter)]
+                if (e.row.terminal_id, e.row.counter) == (terminal_id, counter)
+                and (since is None or _datetime(self._db.batches[shard][e.batch_no][0].recorded_at_ms).date() >= since)]
 
     async def heights(self) -> dict[int, tuple[int, int]]:
         self._db.check()

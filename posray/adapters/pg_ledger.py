@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import asyncpg
 
@@ -13,8 +13,14 @@ from posray.domain.errors import LedgerRace
 
 ENTRY_COLUMNS = (
     "shard", "seq", "batch_no", "leaf_index", "terminal_id", "counter",
-    "issued_at", "accepted_at", "total_minor", "record", "leaf_hash",
+    "issued_at", "accepted_at", "total_minor", "record", "leaf_hash", "recorded_on",
 )
+# Daily partitions the writer keeps ready beyond the day it writes (schema.sql, version 7).
+PARTITION_DAYS_AHEAD = 7
+# The UTC day (partition) of the batch holding sequence {seq} of shard $1, through the index on
+# (shard, last_seq): reads by (shard, seq) then probe that day's indexes only, however many days
+# the ledger holds (an equality on the partition key is pruned when the plan runs).
+_DAY_OF = "SELECT recorded_on FROM ledger_batches WHERE shard = $1 AND last_seq >= {seq} ORDER BY last_seq LIMIT 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,15 @@ class PgLedger:
 
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
+        self._ready: tuple[date, date] | None = None  # the days this writer knows have partitions
+
+    async def ensure_partitions(self, day: date) -> int:
+        """Create the daily partitions from `day` to PARTITION_DAYS_AHEAD days after it; how many were new."""
+        async with translated(), self._pool.acquire() as conn:
+            made = await conn.fetchval("SELECT posray_ledger_partitions($1, $2)",
+                                       day, day + timedelta(days=PARTITION_DAYS_AHEAD))
+        self._ready = (day, day + timedelta(days=PARTITION_DAYS_AHEAD))
+        return made
 
     async def head(self, shard: int) -> ChainHead:
         """The chain head of `shard` as recorded (genesis when empty)."""
@@ -82,9 +97,14 @@ class PgLedger:
                 writer advanced this shard (the caller reloads its head).
         """
         header_hash = header.hash()
+        day = _ts(header.recorded_at_ms).date()
+        if self._ready is None or not self._ready[0] <= day <= self._ready[1] - timedelta(days=1):
+            # Once a day per writer, a week ahead: tomorrow's partition exists before its first
+            # batch (and a history written with past days gets their partitions too).
+            await self.ensure_partitions(day)
         records = [
             (header.shard, r.seq, header.batch_no, i, r.terminal_id, r.counter,
-             _ts(r.issued_at_ms), _ts(r.accepted_at_ms), r.total_minor, r.record, leaves[i])
+             _ts(r.issued_at_ms), _ts(r.accepted_at_ms), r.total_minor, r.record, leaves[i], day)
             for i, r in enumerate(rows)
         ]
         async with translated(), self._pool.acquire() as conn:
@@ -119,11 +139,13 @@ class PgLedger:
         out: dict[tuple[int, int], bytes] = {}
         async with translated(), self._pool.acquire() as conn:
             if leaf_seqs:
-                rows = await conn.fetch(
-                    "SELECT seq, leaf_hash FROM ledger_entries WHERE shard = $1 AND seq = ANY($2::bigint[])",
-                    shard, leaf_seqs,
-                )
-                out.update(((0, r["seq"] - 1), bytes(r["leaf_hash"])) for r in rows)
+                for r in await _by_day(conn, "leaf_hash", shard, leaf_seqs):
+                    out[(0, r["seq"] - 1)] = bytes(r["leaf_hash"])
+                missing = [s for s in leaf_seqs if (0, s - 1) not in out]
+                if missing:  # leaves of a detached day that later proofs still need
+                    rows = await conn.fetch("SELECT seq, leaf_hash FROM ledger_kept_leaves"
+                                            " WHERE shard = $1 AND seq = ANY($2::bigint[])", shard, missing)
+                    out.update(((0, r["seq"] - 1), bytes(r["leaf_hash"])) for r in rows)
             if levels:
                 rows = await conn.fetch(
                     "SELECT n.level, n.idx, n.hash FROM tlog_nodes n"
@@ -190,7 +212,8 @@ class PgLedger:
                 " FROM ledger_entries e"
                 " JOIN ledger_batches b ON b.shard = e.shard AND b.batch_no = e.batch_no"
                 " LEFT JOIN terminals t ON t.terminal_id = e.terminal_id"
-                " WHERE e.shard = $1 AND e.seq = $2",
+                " WHERE e.shard = $1 AND e.seq = $2"
+                f" AND e.recorded_on = ({_DAY_OF.format(seq='$2')})",
                 shard, seq,
             )
         return None if row is None else _recorded(row)
@@ -198,29 +221,36 @@ class PgLedger:
     async def records(self, shard: int, seqs: list[int]) -> dict[int, bytes]:
         """The recorded records of these sequences of `shard` (missing ones are left out)."""
         async with translated(), self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT seq, record FROM ledger_entries WHERE shard = $1 AND seq = ANY($2::bigint[])",
-                shard, seqs)
+            rows = await _by_day(conn, "record", shard, seqs)
         return {r["seq"]: bytes(r["record"]) for r in rows}
 
     async def batch_leaves(self, shard: int, batch_no: int) -> list[bytes]:
         """Leaf hashes of one batch in leaf order."""
         async with translated(), self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT leaf_hash FROM ledger_entries WHERE shard = $1 AND batch_no = $2"
-                " ORDER BY seq",
+                # By the batch's sequences in its day's partition: an index range, whatever the
+                # size of the day or the ledger (there is no index on batch_no).
+                "SELECT e.leaf_hash FROM ledger_batches b JOIN ledger_entries e ON e.shard = b.shard"
+                " AND e.recorded_on = b.recorded_on AND e.seq BETWEEN b.first_seq AND b.last_seq"
+                " AND e.batch_no = b.batch_no WHERE b.shard = $1 AND b.batch_no = $2 ORDER BY e.seq",
                 shard, batch_no,
             )
         return [bytes(r["leaf_hash"]) for r in rows]
 
-    async def find_by_fields(self, terminal_id: str, counter: int) -> list[tuple[int, int, int, datetime]]:
-        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter."""
+    async def find_by_fields(self, terminal_id: str, counter: int,
+                             since: date | None = None) -> list[tuple[int, int, int, datetime]]:
+        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter.
+
+        With `since`, only batches recorded on that UTC day or later are searched (the days'
+        partitions): a lookup of a recent receipt reads a few days' indexes, not the ledger's.
+        """
+        sql = ("SELECT shard, seq, total_minor, issued_at FROM ledger_entries"
+               " WHERE terminal_id = $1 AND counter = $2")
         async with translated(), self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT shard, seq, total_minor, issued_at FROM ledger_entries"
-                " WHERE terminal_id = $1 AND counter = $2",
-                terminal_id, counter,
-            )
+            if since is None:
+                rows = await conn.fetch(sql, terminal_id, counter)
+            else:
+                rows = await conn.fetch(sql + " AND recorded_on >= $3", terminal_id, counter, since)
         return [(r["shard"], r["seq"], r["total_minor"], r["issued_at"]) for r in rows]
 
     async def heights(self) -> dict[int, tuple[int, int]]:
@@ -268,6 +298,22 @@ def _contiguous(rows, column: str, first: int) -> list:
             break
         out.append(row)
     return out
+
+
+async def _by_day(conn, column: str, shard: int, seqs: list[int]) -> list:
+    """(seq, column) of these sequences of `shard`, one query per day (partition) they were recorded on."""
+    days: dict[date, list[int]] = {}
+    for r in await conn.fetch(
+            f"SELECT s.seq, ({_DAY_OF.format(seq='s.seq')}) AS day FROM unnest($2::bigint[]) AS s(seq)",
+            shard, seqs):
+        if r["day"] is not None:
+            days.setdefault(r["day"], []).append(r["seq"])
+    rows = []
+    for day, some in days.items():
+        rows += await conn.fetch(
+            f"SELECT seq, {column} FROM ledger_entries WHERE shard = $1 AND recorded_on = $2"
+            " AND seq = ANY($3::bigint[])", shard, day, some)
+    return rows
 
 
 def _recorded(row) -> RecordedEntry:

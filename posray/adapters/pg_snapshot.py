@@ -51,7 +51,11 @@ class PgSnapshotSource:
             rows = await conn.fetch(
                 "SELECT e.seq, e.batch_no, e.leaf_index, t.merchant_id, t.label, e.record, e.leaf_hash"
                 " FROM ledger_entries e LEFT JOIN terminals t ON t.terminal_id = e.terminal_id"
-                " WHERE e.shard = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4",
+                " WHERE e.shard = $1 AND e.seq > $2 AND e.seq <= $3"
+                # the day of the page's first batch on: older daily partitions are not probed
+                " AND e.recorded_on >= (SELECT recorded_on FROM ledger_batches"
+                "  WHERE shard = $1 AND last_seq > $2 ORDER BY last_seq LIMIT 1)"
+                " ORDER BY e.seq LIMIT $4",
                 shard, after_seq, upto_seq, rows_max,
             )
         return LedgerPage(

@@ -189,3 +189,167 @@ INSERT INTO posray_schema (version) VALUES (5) ON CONFLICT DO NOTHING;
 -- document was already recorded, so a terminal's resend is never recorded twice.
 ALTER TABLE capture_fences ADD COLUMN IF NOT EXISTS keys_lost boolean NOT NULL DEFAULT false;
 INSERT INTO posray_schema (version) VALUES (6) ON CONFLICT DO NOTHING;
+
+-- Version 7: the ledger partitioned by day (docs/operations.md, "Partitions and retention").
+-- Every row of a batch lives in the ledger_entries partition of the UTC day its batch was
+-- recorded (ledger_batches.recorded_on, derived from recorded_at), so a day's indexes stay the
+-- size of a day and a day can be detached once it is archived. A unique index on a partitioned
+-- table must contain the partition key, so the primary key is (shard, seq, recorded_on); with
+-- one day per partition it is unique (shard, seq) inside each partition, and across partitions
+-- (shard, seq) stays unique because (1) a shard's batches cover disjoint, increasing sequence
+-- ranges (posray_batch_in_order) and (2) every row lies inside its batch's range and in its
+-- batch's day (posray_entries_in_batch): a sequence belongs to one batch, hence to one day.
+ALTER TABLE ledger_batches ADD COLUMN IF NOT EXISTS recorded_on date
+    GENERATED ALWAYS AS ((recorded_at AT TIME ZONE 'UTC')::date) STORED;
+CREATE INDEX IF NOT EXISTS ledger_batches_last_seq ON ledger_batches (shard, last_seq);
+
+CREATE OR REPLACE FUNCTION posray_batch_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    previous bigint;
+BEGIN
+    -- One writer at a time per shard, so two batches cannot both pass the check below.
+    PERFORM pg_advisory_xact_lock(7263007, NEW.shard);
+    SELECT last_seq INTO previous FROM ledger_batches WHERE shard = NEW.shard ORDER BY last_seq DESC LIMIT 1;
+    IF NEW.last_seq < NEW.first_seq OR NEW.first_seq <= coalesce(previous, 0) THEN
+        RAISE EXCEPTION 'posray: batch % of shard % covers sequences % to %, the shard already holds up to %',
+            NEW.batch_no, NEW.shard, NEW.first_seq, NEW.last_seq, coalesce(previous, 0)
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER ledger_batches_in_order BEFORE INSERT ON ledger_batches
+    FOR EACH ROW EXECUTE FUNCTION posray_batch_in_order();
+
+CREATE OR REPLACE FUNCTION posray_entries_in_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
+BEGIN
+    -- Per batch written, not per row: one index probe per batch.
+    SELECT n.shard, n.batch_no INTO bad
+    FROM (SELECT shard, batch_no, min(seq) AS seq_min, max(seq) AS seq_max,
+                 min(recorded_on) AS day_min, max(recorded_on) AS day_max
+          FROM posray_new_entries GROUP BY shard, batch_no) n
+    LEFT JOIN ledger_batches b ON b.shard = n.shard AND b.batch_no = n.batch_no
+    WHERE b.shard IS NULL OR n.seq_min < b.first_seq OR n.seq_max > b.last_seq
+       OR n.day_min <> b.recorded_on OR n.day_max <> b.recorded_on
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'posray: rows of batch % of shard % lie outside its sequences or its day',
+            bad.batch_no, bad.shard USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Creates the missing daily partitions first_day..last_day (at most 366), each with the
+-- append-only triggers (row triggers are cloned from the parent; TRUNCATE needs its own).
+-- SECURITY DEFINER: posray's INSERT-only role may call it (the LedgerWriter does, ahead of time).
+-- A new partition is created on its own and then attached, which takes only SHARE UPDATE
+-- EXCLUSIVE on ledger_entries: lookups and appends go on meanwhile.
+CREATE OR REPLACE FUNCTION posray_ledger_partitions(first_day date, last_day date) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    day date := first_day;
+    part text;
+    made int := 0;
+BEGIN
+    IF last_day - first_day > 366 THEN
+        RAISE EXCEPTION 'posray: at most 366 partitions at once, asked for % to %', first_day, last_day;
+    END IF;
+    PERFORM pg_advisory_xact_lock(7263008);
+    WHILE day <= last_day LOOP
+        part := 'ledger_entries_' || to_char(day, 'YYYYMMDD');
+        IF to_regclass(part) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I (LIKE ledger_entries INCLUDING DEFAULTS)', part);
+            EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT'
+                           ' EXECUTE FUNCTION posray_append_only()', part || '_no_truncate', part);
+            EXECUTE format('ALTER TABLE ledger_entries ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           part, day, day + 1);
+            made := made + 1;
+        ELSIF NOT EXISTS (SELECT 1 FROM pg_inherits
+                          WHERE inhrelid = to_regclass(part) AND inhparent = 'ledger_entries'::regclass) THEN
+            RAISE EXCEPTION 'posray: the partition of % was detached (retention); it cannot be written again', day;
+        END IF;
+        day := day + 1;
+    END LOOP;
+    RETURN made;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION posray_ledger_partitions(date, date) FROM PUBLIC;
+
+-- The migration from version 6: the unpartitioned table is copied into the partitioned one, row
+-- by row checked against its batch, then dropped; all in this script's one transaction.
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('ledger_entries')) = 'r' THEN
+        ALTER TABLE ledger_entries RENAME TO ledger_entries_v6;
+        ALTER INDEX ledger_entries_pkey RENAME TO ledger_entries_v6_pkey;
+        ALTER INDEX IF EXISTS ledger_entries_terminal RENAME TO ledger_entries_v6_terminal;
+        ALTER INDEX IF EXISTS ledger_entries_terminal_accepted RENAME TO ledger_entries_v6_terminal_accepted;
+        CREATE TABLE ledger_entries (
+            shard        int         NOT NULL,
+            seq          bigint      NOT NULL,
+            batch_no     bigint      NOT NULL,
+            leaf_index   int         NOT NULL,
+            terminal_id  text        NOT NULL,
+            counter      bigint      NOT NULL,
+            issued_at    timestamptz NOT NULL,
+            accepted_at  timestamptz NOT NULL,
+            total_minor  bigint      NOT NULL,
+            record       bytea       NOT NULL,
+            leaf_hash    bytea       NOT NULL,
+            recorded_on  date        NOT NULL,   -- the UTC day of the batch (its partition)
+            PRIMARY KEY (shard, seq, recorded_on)
+        ) PARTITION BY RANGE (recorded_on);
+        CREATE INDEX ledger_entries_terminal ON ledger_entries (terminal_id, counter);
+        CREATE INDEX ledger_entries_terminal_accepted ON ledger_entries (terminal_id, accepted_at);
+        CREATE TRIGGER ledger_entries_no_change BEFORE UPDATE OR DELETE ON ledger_entries
+            FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+        CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+            FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+        CREATE TRIGGER ledger_entries_in_batch AFTER INSERT ON ledger_entries
+            REFERENCING NEW TABLE AS posray_new_entries
+            FOR EACH STATEMENT EXECUTE FUNCTION posray_entries_in_batch();
+        PERFORM posray_ledger_partitions(d, d)
+            FROM (SELECT DISTINCT recorded_on AS d FROM ledger_batches) days;
+        INSERT INTO ledger_entries (shard, seq, batch_no, leaf_index, terminal_id, counter, issued_at,
+                                    accepted_at, total_minor, record, leaf_hash, recorded_on)
+        SELECT e.shard, e.seq, e.batch_no, e.leaf_index, e.terminal_id, e.counter, e.issued_at,
+               e.accepted_at, e.total_minor, e.record, e.leaf_hash, b.recorded_on
+        FROM ledger_entries_v6 e JOIN ledger_batches b ON b.shard = e.shard AND b.batch_no = e.batch_no
+        ORDER BY e.shard, e.seq;
+        IF (SELECT count(*) FROM ledger_entries) <> (SELECT count(*) FROM ledger_entries_v6) THEN
+            RAISE EXCEPTION 'posray: migration to version 7: rows without their batch in ledger_entries';
+        END IF;
+        DROP TABLE ledger_entries_v6;
+    END IF;
+END $$;
+-- Partitions detached by `posray ledger detach` (retention): what they held, which archives held
+-- it then. A detached day is never written again (posray_ledger_partitions refuses it).
+CREATE TABLE IF NOT EXISTS ledger_detached (
+    partition    text        PRIMARY KEY,
+    day          date        NOT NULL,
+    rows         bigint      NOT NULL,
+    last_seqs    jsonb       NOT NULL,   -- per shard, the last sequence of the day
+    archives     jsonb       NOT NULL,   -- per archive, per shard, the last sequence it held
+    detached_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE TRIGGER ledger_detached_no_change BEFORE UPDATE OR DELETE ON ledger_detached
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_detached_no_truncate BEFORE TRUNCATE ON ledger_detached
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+CREATE INDEX IF NOT EXISTS ledger_batches_recorded_on ON ledger_batches (recorded_on);
+-- Leaf hashes a detached day leaves behind: the log stores subtrees of 16 leaves and up, so the
+-- proofs of later receipts still need the leaves of a 16-leaf block the day shares with them.
+CREATE TABLE IF NOT EXISTS ledger_kept_leaves (
+    shard      int    NOT NULL,
+    seq        bigint NOT NULL,
+    leaf_hash  bytea  NOT NULL,
+    PRIMARY KEY (shard, seq)
+);
+CREATE OR REPLACE TRIGGER ledger_kept_leaves_no_change BEFORE UPDATE OR DELETE ON ledger_kept_leaves
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER ledger_kept_leaves_no_truncate BEFORE TRUNCATE ON ledger_kept_leaves
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+-- Yesterday to a week ahead exist after every `posray up`; the LedgerWriter keeps a week ahead.
+SELECT posray_ledger_partitions((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date + 7);
+INSERT INTO posray_schema (version) VALUES (7) ON CONFLICT DO NOTHING;

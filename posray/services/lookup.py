@@ -9,7 +9,7 @@ recorded that the capture store lost what was acknowledged there, the answer is 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import orjson
 
@@ -73,7 +73,10 @@ async def by_fields(
     shard = shard_of(terminal_id, shard_count)
     seq = await capture.seq_of(shard, terminal_id, counter)
     candidates = [(shard, seq)] if seq else []
-    candidates += [(s, q) for s, q, _, _ in await ledger.find_by_fields(terminal_id, counter)]
+    # A document is recorded after it is issued, and its printed local date is at most a day
+    # ahead of UTC: only batches of that day on can hold it (the ledger's daily partitions).
+    since = day - timedelta(days=1)
+    candidates += [(s, q) for s, q, _, _ in await ledger.find_by_fields(terminal_id, counter, since)]
     for shard, seq in dict.fromkeys(candidates):
         receipt = await _document_at(ledger, capture, code_key, shard, seq)
         if receipt is None or receipt["terminal_id"] != terminal_id or receipt["counter"] != counter:

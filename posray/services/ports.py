@@ -10,7 +10,7 @@ here, so a service imports its ports and their values from this one module.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable, Protocol
 
 from posray.adapters.pg_fences import Conflict, FenceState, Loss, Recorded
@@ -19,6 +19,7 @@ from posray.adapters.redis_capture import CONFLICT, NEW, SAME, Appended
 from posray.adapters.redis_stream import Captured, StreamEntry
 from posray.domain.chain import BatchHeader, ChainHead
 from posray.domain.fence import Fence, FencePlan, PriorFence, StoreState
+from posray.domain.retention import DayPartition
 from posray.domain.transaction import Submission
 
 __all__ = [
@@ -145,8 +146,10 @@ class Ledger(Protocol):
     async def batch_leaves(self, shard: int, batch_no: int) -> list[bytes]:
         """Leaf hashes of one batch in leaf order."""
 
-    async def find_by_fields(self, terminal_id: str, counter: int) -> list[tuple[int, int, int, datetime]]:
-        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter."""
+    async def find_by_fields(self, terminal_id: str, counter: int,
+                             since: date | None = None) -> list[tuple[int, int, int, datetime]]:
+        """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter
+        (recorded on UTC day `since` or later, when given)."""
 
     async def heights(self) -> dict[int, tuple[int, int]]:
         """Per recorded shard: (batches, last recorded sequence)."""
@@ -214,3 +217,13 @@ class TileSink(TileSource, Protocol):
 
     def put(self, path: str, data: bytes) -> None:
         """Write `data` at `path`, replacing what was there, atomically."""
+
+
+class LedgerPartitions(Protocol):
+    """The ledger's daily partitions (posray.adapters.pg_partitions)."""
+
+    async def attached(self, before: date) -> list[DayPartition]:
+        """Attached partitions of days before `before`, with each shard's last sequence."""
+
+    async def detach(self, part: DayPartition, archives: dict[str, dict[int, int]]) -> None:
+        """Detach one partition and record what the archives held."""

@@ -26,8 +26,12 @@ from posray.adapters.redis_stream import RedisShardStream
 from posray.domain.codes import CodeKey
 from posray.domain.transaction import shard_of
 from posray.domain.transaction import Submission
+from posray.domain.keys import terminal_key
+from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
+from posray.services import recording
 from posray.services.fencing import ShardFences
 from posray.services.recording import ShardRecorder
+from tests.documents import make_document, submission_of
 
 # With this many logical shards every test can own shards of its own (codes allow 2**16).
 SHARD_COUNT = 1 << 16
@@ -135,3 +139,38 @@ async def backends(redis_url: str, dsn: str, prefix: str, backlog_max: int = 1_0
     finally:
         await pool.close()
         await client.aclose()
+
+
+DAY_MS = 86_400_000
+
+
+class _Clock:
+    """The recorder's clock moved by whole days (its monotonic clock is left alone)."""
+
+    def __init__(self, days: int):
+        self.offset_s = days * DAY_MS / 1000
+
+    def time(self) -> float:
+        return time.time() + self.offset_s
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+async def record_days(b, keys, settings, terminal_id, shard, days: list[int], per_day: int, monkeypatch) -> None:
+    """Capture and record `per_day` documents on each of `days` (offsets from today), signed."""
+    key = terminal_key(keys.terminal_master, terminal_id, 1)
+    signer = NoteSigner(settings.log_key_name, keys.signing_seed)
+    origin = settings.log_origin(shard)
+    counter = 0
+    for offset in days:
+        monkeypatch.setattr(recording, "time", _Clock(offset))
+        subs = [submission_of(make_document(terminal_id, counter + c, key), SHARD_COUNT) for c in range(1, per_day + 1)]
+        counter += per_day
+        await b.append(shard, now_ms() + offset * DAY_MS, subs)
+        recorder = ShardRecorder(
+            shard, b.stream, b.ledger, keys.code, 7, wait_ms=5, checkpoint_interval_s=0,
+            sign=lambda size, root, ext, o=origin: sign_checkpoint(signer, Checkpoint(o, size, root, ext)))
+        while await b.stream.backlog(shard):
+            await recorder.step()
+    monkeypatch.setattr(recording, "time", time)

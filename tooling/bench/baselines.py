@@ -256,7 +256,7 @@ def ledger_rows(entries: list[tuple[bytes, str]], shard_count: int, code_key, ba
                               accepted_ms, canonical)
         issued = datetime.fromtimestamp(issued_at_ms(doc["issued_at"]) / 1000, tz=timezone.utc)
         rows.append((shard, seq, j // batch_size, j % batch_size, doc["terminal_id"], doc["counter"],
-                     issued, accepted, doc["total_minor"], record, leaf_hash(record)))
+                     issued, accepted, doc["total_minor"], record, leaf_hash(record), accepted.date()))
     return rows
 
 

@@ -26,29 +26,44 @@ CAPTURE_CALL_DOCS = 100
 
 async def ledger_capacity(redis_url: str, pg_dsn: str, entries: list[tuple[bytes, str]], shards: int,
                           batch_max: int, code_key: CodeKey) -> dict:
-    """Capture `entries` (canonical bytes, hash hex) into `shards` scratch streams, record them all.
+    """Capture `entries` (canonical bytes, hash hex) into `shards` scratch streams, record them all
+    into a scratch database with posray's schema.
 
     Returns:
         docs_per_s of the drain, documents, batches, and the setup.
     """
-    import orjson
-
-    prefix = f"posray-bench-ledger:{secrets.token_hex(4)}"
     name = f"posray_bench_ledger_{secrets.token_hex(4)}"
-    client = connect(redis_url)
     dsn = await ensure_database(pg_dsn, name)
     try:
         await apply_schema(dsn)
+        return await append_rate(redis_url, dsn, entries, shards, batch_max, code_key)
+    finally:
+        await _drop_database(pg_dsn, name)
+
+
+async def append_rate(redis_url: str, dsn: str, entries: list[tuple[bytes, str]], shards: int,
+                      batch_max: int, code_key: CodeKey, shard_base: int = 0) -> dict:
+    """The drain of ledger_capacity into the ledger `dsn` as it is (empty or filled); scratch keys removed.
+
+    Documents go to shards shard_base + shard_of(terminal, shards): a bench that drains into one
+    ledger more than once passes another base each time, so each run's scratch store fences
+    shards of its own.
+    """
+    import orjson
+
+    prefix = f"posray-bench-ledger:{secrets.token_hex(4)}"
+    client = connect(redis_url)
+    try:
         by_shard: dict[int, list[Submission]] = {}
         for canonical, digest in entries:
             doc = orjson.loads(canonical)
-            shard = shard_of(doc["terminal_id"], shards)
+            shard = shard_base + shard_of(doc["terminal_id"], shards)
             by_shard.setdefault(shard, []).append(
                 Submission(doc["terminal_id"], doc["counter"], shard, bytes.fromhex(digest), canonical))
         await _capture(RedisCapture(client, prefix, 3600, 10 ** 9), dsn, prefix, by_shard)
         elapsed_s, batches, recorded = await _drain(client, prefix, dsn, sorted(by_shard), batch_max, code_key)
     finally:
-        await _drop(client, prefix, pg_dsn, name)
+        await _drop_keys(client, prefix)
     documents = sum(len(v) for v in by_shard.values())
     return {"docs_per_s": round(documents / elapsed_s, 1), "documents": documents, "recorded": recorded,
             "batches": batches,
@@ -89,7 +104,7 @@ async def _drain(client, prefix: str, dsn: str, shards: list[int], batch_max: in
         started = time.perf_counter()
         batches = sum(await asyncio.gather(*(_record_all(r, stream) for r in recorders)))
         elapsed_s = time.perf_counter() - started
-        recorded = await pool.fetchval("SELECT count(*) FROM ledger_entries")
+        recorded = sum(r.recorded for r in recorders)
         return elapsed_s, batches, recorded
     finally:
         await pool.close()
@@ -103,16 +118,19 @@ async def _record_all(recorder, stream: RedisShardStream) -> int:
     return batches
 
 
-async def _drop(client, prefix: str, pg_dsn: str, name: str) -> None:
-    import asyncpg
-
+async def _drop_keys(client, prefix: str) -> None:
     try:
         async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             await client.delete(key)
     finally:
         await client.aclose()
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+
+
+async def _drop_database(pg_dsn: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
