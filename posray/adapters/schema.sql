@@ -189,3 +189,22 @@ INSERT INTO posray_schema (version) VALUES (5) ON CONFLICT DO NOTHING;
 -- document was already recorded, so a terminal's resend is never recorded twice.
 ALTER TABLE capture_fences ADD COLUMN IF NOT EXISTS keys_lost boolean NOT NULL DEFAULT false;
 INSERT INTO posray_schema (version) VALUES (6) ON CONFLICT DO NOTHING;
+
+-- Witness cosignatures (self-contained block: renumber freely when another version lands first).
+-- Version 8: independent witnesses (c2sp.org/tlog-witness) cosign the shards' checkpoints; posray
+-- stores each witness's cosignature line (c2sp.org/tlog-cosignature) of each checkpoint size and
+-- publishes it appended to the checkpoint. `witness` is the witness key's "<name>+<key ID hex>".
+CREATE TABLE IF NOT EXISTS witness_cosignatures (
+    shard      int         NOT NULL,
+    tree_size  bigint      NOT NULL,
+    witness    text        NOT NULL,
+    line       text        NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (shard, tree_size, witness)
+);
+CREATE INDEX IF NOT EXISTS witness_cosignatures_witness ON witness_cosignatures (shard, witness, tree_size);
+CREATE OR REPLACE TRIGGER witness_cosignatures_no_change BEFORE UPDATE OR DELETE ON witness_cosignatures
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER witness_cosignatures_no_truncate BEFORE TRUNCATE ON witness_cosignatures
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+INSERT INTO posray_schema (version) VALUES (8) ON CONFLICT DO NOTHING;
