@@ -189,3 +189,19 @@ class TestLoop:
             return await log.ledger.cosigned_size(SHARD, configs[0].verifier.label)
 
         assert run(main()) == 80
+
+
+class TestSettings:
+    def test_witnesses_are_url_key_pairs_and_the_quorum_fits_them(self):
+        import pytest
+
+        from posray.settings import Settings, SettingsError, witness_list
+
+        key = COSIGNERS[0].verifier_key()
+        env = {"POSRAY_WITNESSES": f"https://w.example/a={key}, ", "POSRAY_WITNESS_QUORUM": "1"}
+        settings = Settings.from_env(env)
+        assert witness_list(settings.witnesses) == (("https://w.example/a", key),) and settings.witness_quorum == 1
+        for bad in ({"POSRAY_WITNESSES": f"w.example={key}"}, {"POSRAY_WITNESSES": f"https://w={SIGNER.verifier_key()}"},
+                    {"POSRAY_WITNESSES": f"https://a={key},https://b={key}"}, {"POSRAY_WITNESS_QUORUM": "1"}):
+            with pytest.raises(SettingsError, match="POSRAY_WITNESS"):
+                Settings.from_env(bad)
