@@ -21,10 +21,12 @@ from posray.adapters.pg_fences import PgFences
 from posray.adapters.pg_ledger import PgLedger
 from posray.adapters.redis_capture import connect
 from posray.adapters.redis_stream import RedisShardStream
+from posray.adapters.witness_http import HttpWitnesses
 from posray.domain.errors import PosrayError
 from posray.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from posray.services.recording import ShardRecorder, keep_recording
-from posray.settings import Settings
+from posray.services.witnessing import WitnessConfig, keep_witnessing
+from posray.settings import Settings, witness_list
 
 log = logging.getLogger("posray.ledger")
 METRICS_REPORT_S = 2.0
@@ -72,7 +74,12 @@ class LedgerWriter:
                                  self._metrics.batch_recorded, PgFences(pool))
             for shard in self._shards
         }
-        await asyncio.gather(*(keep_recording(r, self._heard) for r in self._recorders.values()))
+        witnessing = []
+        if s.witnesses:  # beside recording, at its own pace: a witness away never slows recording
+            witnesses = [WitnessConfig.parse(url, key) for url, key in witness_list(s.witnesses)]
+            witnessing.append(keep_witnessing(ledger, HttpWitnesses(s.witness_timeout_s), witnesses,
+                                              self._shards, s.witness_interval_s))
+        await asyncio.gather(*(keep_recording(r, self._heard) for r in self._recorders.values()), *witnessing)
 
     def _checkpoint_signer(self, shard: int):
         origin = self._settings.log_origin(shard)

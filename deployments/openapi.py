@@ -115,7 +115,7 @@ def _operations() -> dict[tuple[str, str], dict]:
                                   for s in ("200", "400", "404", "503")} | {
                                   "429": {"description": "rate limited", **_json({"$ref": "#/components/schemas/Error"})}}}},
         "/v1/log/{shard}/checkpoint": {"get": {
-            "summary": "A signed checkpoint (C2SP signed note)",
+            "summary": "A signed checkpoint (C2SP signed note), witnesses' cosignature lines appended",
             "parameters": [_path("shard"), _query("tree_size", _INT)],
             "responses": _responses({"type": "string"}, media="text/plain")}},
         "/v1/log/{shard}/consistency": {"get": {
@@ -123,7 +123,8 @@ def _operations() -> dict[tuple[str, str], dict]:
                 _path("shard"), _query("first", _INT, True), _query("second", _INT, True)],
             "responses": _responses(_OBJECT)}},
         "/tlog/{shard}/checkpoint": {"get": {
-            "summary": "C2SP tlog-tiles: the shard log's latest checkpoint (a signed note)",
+            "summary": "C2SP tlog-tiles: the shard log's latest checkpoint (a signed note, witnesses' "
+                       "cosignature lines appended)",
             "parameters": [_path("shard")],
             "responses": _responses({"type": "string"}, errors=(404, 429, 503), media="text/plain")}},
         "/tlog/{shard}/tile/{rest}": {"get": {

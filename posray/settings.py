@@ -42,6 +42,14 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     log_name: str | None = None
     checkpoint_interval_s: float = 1.0
+    # Witnesses (c2sp.org/tlog-witness) that cosign every shard's checkpoints:
+    # "<submission URL>=<witness verifier key>,..." (the URL must not contain "=" or ",").
+    witnesses: str | None = None
+    # Publish (checkpoint routes, proof bundles, tile exports) the latest checkpoint carrying at
+    # least this many witness cosignatures; 0 publishes the latest with those it has so far.
+    witness_quorum: int = 0
+    witness_interval_s: float = 1.0
+    witness_timeout_s: float = 5.0
     replicas: int = 2
     replica_ongoing_requests_max: int = 2000
     body_bytes_max: int = 4 * 1024 * 1024
@@ -98,6 +106,10 @@ class Settings:
                                 "POSRAY_CAPTURE_REPLICAS_TIMEOUT_MS > 0")
         if self.embedded_replicas < 0:
             raise SettingsError("POSRAY_EMBEDDED_REPLICAS must be >= 0")
+        if not 0 <= self.witness_quorum <= len(witness_list(self.witnesses)):  # malformed: fails here
+            raise SettingsError("POSRAY_WITNESS_QUORUM must be 0 .. the number of POSRAY_WITNESSES")
+        if self.witness_interval_s <= 0 or self.witness_timeout_s <= 0:
+            raise SettingsError("POSRAY_WITNESS_INTERVAL_S and POSRAY_WITNESS_TIMEOUT_S must be > 0")
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -158,6 +170,33 @@ class Settings:
                 values[f.name] = _parse(name, f.type, env[name])
         values.update(overrides)
         return cls(**values)
+
+
+def witness_list(text: str | None) -> tuple[tuple[str, str], ...]:
+    """Parse "url=verifier key,url=verifier key" into (url, verifier key) pairs, keys checked.
+
+    Raises:
+        SettingsError: an entry is not http(s)://...=<a cosignature/v1 verifier key> (names POSRAY_WITNESSES).
+    """
+    from posray.domain.cosignature import CosignatureVerifier
+    from posray.domain.note import NoteError
+
+    out = []
+    for entry in (text or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        url, _, key = entry.partition("=")
+        try:
+            CosignatureVerifier.from_verifier_key(key)
+        except NoteError as e:
+            raise SettingsError(f"POSRAY_WITNESSES: {entry!r}: {e}") from None
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"POSRAY_WITNESSES: {entry!r} does not start with an http(s) URL")
+        out.append((url, key))
+    if len({key for _, key in out}) != len(out):
+        raise SettingsError("POSRAY_WITNESSES names a witness key twice")
+    return tuple(out)
 
 
 def sentinel_addresses(text: str | None) -> tuple[tuple[str, int], ...]:

@@ -279,11 +279,12 @@ def cmd_verify(args) -> int:
     settings = locate.deployment_settings(args)
     key = args.key_file.read_text().strip() if args.key_file else args.key
     base_url = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    witnesses = (args.witness_key, args.witnesses)
     if args.tiles:
         from tooling.verify_cli import run_verify_tiles
 
-        return run_verify_tiles(args.code, args.tiles, base_url, key, args.save, args.shard, args.seq)
-    return run_verify(args.code, base_url, args.proof_file, key, args.save)
+        return run_verify_tiles(args.code, args.tiles, base_url, key, args.save, args.shard, args.seq, witnesses)
+    return run_verify(args.code, base_url, args.proof_file, key, args.save, witnesses)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "directory holding <shard>/checkpoint and <shard>/tile/...")
     verify.add_argument("--shard", type=int, help="with --tiles: the receipt's shard (else asked of the API)")
     verify.add_argument("--seq", type=int, help="with --tiles: the receipt's sequence (else asked of the API)")
+    verify.add_argument("--witnesses", type=int, default=0, metavar="K",
+                        help="require K valid witness cosignatures on the checkpoint (c2sp.org/tlog-cosignature)")
+    verify.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                        help="a witness's verifier key (repeatable; K distinct ones at least)")
     verify.set_defaults(func=cmd_verify)
     terminals = sub.add_parser("terminals", help="register, import and revoke terminals")
     tsub = terminals.add_subparsers(dest="action", required=True)
@@ -348,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tooling.tiles_cli import add_parser as add_tiles_parser
 
     add_tiles_parser(sub)
+    from tooling.witness_cli import add_parser as add_witness_parser
+
+    add_witness_parser(sub)
     from tooling.capture_cli import add_parser as add_capture_parser
 
     add_capture_parser(sub)
@@ -390,7 +398,7 @@ def _command_name(args) -> str:
     """`status`, `merchants token`, `analytics fiscal`: the words the operator typed."""
     words = [args.command]
     for name in ("action", "ledger_action", "merchant_action", "analytics_command", "lottery_action",
-                 "capture_action", "tiles_action"):
+                 "capture_action", "tiles_action", "witness_action"):
         if isinstance(getattr(args, name, None), str):
             words.append(getattr(args, name))
     return " ".join(words)

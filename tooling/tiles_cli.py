@@ -73,7 +73,7 @@ async def _export(settings, args, shards: list[int]) -> int:
             started = time.monotonic()
             for shard in shards:
                 try:
-                    done = await export(ledger, sink, shard, settings.log_origin(shard))
+                    done = await export(ledger, sink, shard, settings.log_origin(shard), settings.witness_quorum)
                 except (SetupError, AuditDivergence) as e:
                     print(f"posray tiles: shard {shard}: {e}", file=sys.stderr)
                     return 1

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import httpx
 
+from posray.domain.cosignature import CosignatureVerifier
 from posray.domain.errors import PosrayError
 from posray.domain.note import NoteError, NoteVerifier
 from posray.domain.receipt_proof import verify_receipt_bundle
 
 
 def run_verify(code: str, base_url: str, proof_file: Path | None, key: str | None,
-               save: Path | None) -> int:
+               save: Path | None, witnesses: tuple[list[str], int] = ([], 0)) -> int:
     """Print each verification step; return 0 when the receipt verifies, 1 when not, 2 on usage errors."""
     with httpx.Client(base_url=base_url, timeout=15) as http:
         if proof_file:
@@ -31,11 +32,11 @@ def run_verify(code: str, base_url: str, proof_file: Path | None, key: str | Non
             bundle = r.json()
         if key is None:
             key = _fetched_key(http, base_url)
-    return _checked(bundle, key, code, save)
+    return _checked(bundle, key, code, save, witnesses)
 
 
 def run_verify_tiles(code: str, tiles: str, base_url: str, key: str | None, save: Path | None,
-                     shard: int | None, seq: int | None) -> int:
+                     shard: int | None, seq: int | None, witnesses: tuple[list[str], int] = ([], 0)) -> int:
     """Verify from tiles: 0 verified, 1 not (or tiles missing), 2 on usage errors.
 
     The receipt's (shard, seq) come from --shard/--seq, or else from the API's receipt lookup:
@@ -73,7 +74,7 @@ def run_verify_tiles(code: str, tiles: str, base_url: str, key: str | None, save
             return 1
     print(f"ok   tiles       checkpoint of size {bundle['tree_size']}, entry bundle and "
           f"{len(bundle['inclusion_proof'])} proof hashes read from {tiles}")
-    return _checked(bundle, key, code, save)
+    return _checked(bundle, key, code, save, witnesses)
 
 
 def _fetched_key(http: httpx.Client, base_url: str) -> str:
@@ -82,16 +83,20 @@ def _fetched_key(http: httpx.Client, base_url: str) -> str:
     return key
 
 
-def _checked(bundle: dict, key: str, code: str, save: Path | None) -> int:
+def _checked(bundle: dict, key: str, code: str, save: Path | None, witnesses: tuple[list[str], int]) -> int:
     if save:
         save.write_text(json.dumps(bundle, indent=2))
         print(f"saved the proof bundle to {save}")
     try:
         verifier = NoteVerifier.from_verifier_key(key)
+        witness_keys = [CosignatureVerifier.from_verifier_key(k) for k in witnesses[0]]
     except NoteError as e:
-        print(f"the operator key is not a valid note verifier key: {e}")
+        print(f"a key is not a valid verifier key: {e}")
         return 2
-    checks = verify_receipt_bundle(bundle, verifier, code)
+    if witnesses[1] > len({w.label for w in witness_keys}):
+        print(f"--witnesses {witnesses[1]} needs at least that many distinct --witness-key")
+        return 2
+    checks = verify_receipt_bundle(bundle, verifier, code, witnesses=witness_keys, witnesses_min=witnesses[1])
     for check in checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<11} {check.detail}")
     verified = all(c.ok for c in checks)

@@ -1,6 +1,6 @@
 """The transparency logs' routes: signed checkpoints, consistency proofs, the verifier key.
 
-    GET /v1/log/{shard}/checkpoint[?tree_size]     a C2SP signed note (text/plain)
+    GET /v1/log/{shard}/checkpoint[?tree_size]     a C2SP signed note (text/plain), witnesses' cosignatures appended
     GET /v1/log/{shard}/consistency?first&second   an RFC 6962 consistency proof
     GET /v1/log/key, /.well-known/posray/log-key   the logs' verifier key
     GET /tlog/{shard}/checkpoint                   C2SP tlog-tiles: the latest checkpoint
@@ -31,7 +31,8 @@ _SHARD_DIGITS_MAX = 5
 async def checkpoint(request: Request) -> Response:
     shard = _shard(request.params["shard"], request.backend)
     tree_size = params.query_integer(request.scope, "tree_size")
-    note = await proofs.checkpoint_note(request.backend.ledger, shard, tree_size)
+    note = await proofs.checkpoint_note(request.backend.ledger, shard, tree_size,
+                                        request.backend.settings.witness_quorum)
     return 200, note.encode(), TEXT
 
 
@@ -53,7 +54,7 @@ async def key(request: Request) -> Response:
 
 async def tile_checkpoint(request: Request) -> Response:
     shard = _shard(request.params["shard"], request.backend)
-    note = await proofs.checkpoint_note(request.backend.ledger, shard)
+    note = await proofs.checkpoint_note(request.backend.ledger, shard, None, request.backend.settings.witness_quorum)
     return 200, note.encode(), TEXT + [(b"cache-control", CHECKPOINT_CACHE_CONTROL)]
 
 

@@ -30,7 +30,8 @@ async def by_code(request: Request) -> Response:
 async def proof(request: Request) -> Response:
     b = request.backend
     tree_size = params.query_integer(request.scope, "tree_size")
-    bundle = await lookup.proof_bundle(b.ledger, b.fences, b.keys.code, request.params["code"], tree_size)
+    bundle = await lookup.proof_bundle(b.ledger, b.fences, b.keys.code, request.params["code"], tree_size,
+                                       b.settings.witness_quorum)
     return 200, orjson.dumps(bundle), JSON
 
 

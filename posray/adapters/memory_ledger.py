@@ -50,6 +50,7 @@ class MemoryLedgerState:
         self.entries: dict[int, dict[int, _Entry]] = {}                      # shard -> seq -> entry
         self.nodes: dict[int, dict[tuple[int, int], bytes]] = {}             # shard -> (level, idx) -> hash
         self.checkpoints: dict[int, dict[int, tuple[bytes, str, int]]] = {}  # shard -> size -> root, note, ms
+        self.cosignatures: dict[int, dict[tuple[int, str], str]] = {}        # shard -> (size, witness) -> line
         self.merchants: dict[str, str] = {}                                  # terminal -> merchant (terminals)
         self.fences: dict[int, dict[int, _Fence]] = {}                       # shard -> epoch -> fence
         self.reservations: dict[tuple[int, int], set[int]] = {}              # (shard, epoch) -> reserved seqs
@@ -140,14 +141,30 @@ class MemoryLedger:
         self._db.check()
         self._db.checkpoints.setdefault(shard, {}).setdefault(tree_size, (root, note, created_ms))
 
-    async def checkpoint(self, shard: int, tree_size: int | None = None) -> tuple[int, bytes, str] | None:
+    async def checkpoint(self, shard: int, tree_size: int | None = None,
+                         cosigned_min: int = 0) -> tuple[int, bytes, str] | None:
         self._db.check()
         signed = self._db.checkpoints.get(shard, {})
-        size = max(signed, default=None) if tree_size is None else tree_size
+        cosigned = self._db.cosignatures.get(shard, {})
+        enough = [size for size in signed if sum(1 for s, _ in cosigned if s == size) >= cosigned_min]
+        size = max(enough, default=None) if tree_size is None else tree_size
         if size not in signed:
             return None
         root, note, _ = signed[size]
         return size, root, note
+
+    async def add_cosignature(self, shard: int, tree_size: int, witness: str, line: str, created_ms: int) -> None:
+        self._db.check()
+        self._db.cosignatures.setdefault(shard, {}).setdefault((tree_size, witness), line)
+
+    async def cosignatures(self, shard: int, tree_size: int) -> list[str]:
+        self._db.check()
+        found = self._db.cosignatures.get(shard, {})
+        return [found[key] for key in sorted(found) if key[0] == tree_size]
+
+    async def cosigned_size(self, shard: int, witness: str) -> int:
+        self._db.check()
+        return max((size for size, w in self._db.cosignatures.get(shard, {}) if w == witness), default=0)
 
     async def latest_checkpoints(self, shards: list[int]) -> dict[int, tuple[int, int | None]]:
         self._db.check()

@@ -189,10 +189,19 @@ class PgLedger:
                 shard, tree_size, root, note, _ts(created_ms),
             )
 
-    async def checkpoint(self, shard: int, tree_size: int | None = None) -> tuple[int, bytes, str] | None:
-        """(tree_size, root, note) of the latest checkpoint of `shard`, or of the one at `tree_size`."""
+    async def checkpoint(self, shard: int, tree_size: int | None = None,
+                         cosigned_min: int = 0) -> tuple[int, bytes, str] | None:
+        """(tree_size, root, note) of the latest checkpoint of `shard` (with at least `cosigned_min`
+        witness cosignatures), or of the one at `tree_size`."""
         async with translated(), self._pool.acquire() as conn:
-            if tree_size is None:
+            if tree_size is None and cosigned_min > 0:
+                # Newest first: the latest checkpoints are the ones witnesses cosign, so this stops early.
+                row = await conn.fetchrow(
+                    "SELECT c.tree_size, c.root_hash, c.note FROM checkpoints c WHERE c.shard = $1"
+                    " AND (SELECT count(*) FROM witness_cosignatures w"
+                    "      WHERE w.shard = c.shard AND w.tree_size = c.tree_size) >= $2"
+                    " ORDER BY c.tree_size DESC LIMIT 1", shard, cosigned_min)
+            elif tree_size is None:
                 row = await conn.fetchrow(
                     "SELECT tree_size, root_hash, note FROM checkpoints WHERE shard = $1"
                     " ORDER BY tree_size DESC LIMIT 1", shard)
@@ -201,6 +210,29 @@ class PgLedger:
                     "SELECT tree_size, root_hash, note FROM checkpoints WHERE shard = $1 AND tree_size = $2",
                     shard, tree_size)
         return None if row is None else (row["tree_size"], bytes(row["root_hash"]), row["note"])
+
+    async def add_cosignature(self, shard: int, tree_size: int, witness: str, line: str, created_ms: int) -> None:
+        """Store a witness's cosignature of a checkpoint (append-only; the same witness and size twice is ignored)."""
+        async with translated(), self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO witness_cosignatures (shard, tree_size, witness, line, created_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                shard, tree_size, witness, line, _ts(created_ms))
+
+    async def cosignatures(self, shard: int, tree_size: int) -> list[str]:
+        """The cosignature lines of the checkpoint at `tree_size`, by witness."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT line FROM witness_cosignatures WHERE shard = $1 AND tree_size = $2 ORDER BY witness",
+                shard, tree_size)
+        return [r["line"] for r in rows]
+
+    async def cosigned_size(self, shard: int, witness: str) -> int:
+        """The largest size `witness` cosigned for `shard` (0: none)."""
+        async with translated(), self._pool.acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT max(tree_size) FROM witness_cosignatures WHERE shard = $1 AND witness = $2", shard, witness)
+        return found or 0
 
     async def entry(self, shard: int, seq: int) -> RecordedEntry | None:
         """The recorded document (shard, seq) with its batch header, or None."""

@@ -353,3 +353,22 @@ CREATE OR REPLACE TRIGGER ledger_kept_leaves_no_truncate BEFORE TRUNCATE ON ledg
 -- Yesterday to a week ahead exist after every `posray up`; the LedgerWriter keeps a week ahead.
 SELECT posray_ledger_partitions((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date + 7);
 INSERT INTO posray_schema (version) VALUES (7) ON CONFLICT DO NOTHING;
+
+-- Witness cosignatures (self-contained block: renumber freely when another version lands first).
+-- Version 8: independent witnesses (c2sp.org/tlog-witness) cosign the shards' checkpoints; posray
+-- stores each witness's cosignature line (c2sp.org/tlog-cosignature) of each checkpoint size and
+-- publishes it appended to the checkpoint. `witness` is the witness key's "<name>+<key ID hex>".
+CREATE TABLE IF NOT EXISTS witness_cosignatures (
+    shard      int         NOT NULL,
+    tree_size  bigint      NOT NULL,
+    witness    text        NOT NULL,
+    line       text        NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (shard, tree_size, witness)
+);
+CREATE INDEX IF NOT EXISTS witness_cosignatures_witness ON witness_cosignatures (shard, witness, tree_size);
+CREATE OR REPLACE TRIGGER witness_cosignatures_no_change BEFORE UPDATE OR DELETE ON witness_cosignatures
+    FOR EACH ROW EXECUTE FUNCTION posray_append_only();
+CREATE OR REPLACE TRIGGER witness_cosignatures_no_truncate BEFORE TRUNCATE ON witness_cosignatures
+    FOR EACH STATEMENT EXECUTE FUNCTION posray_append_only();
+INSERT INTO posray_schema (version) VALUES (8) ON CONFLICT DO NOTHING;

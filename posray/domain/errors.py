@@ -30,6 +30,7 @@ subclass this tree; every other class is defined here.
     ├── LedgerConflict            a captured (shard, seq) is recorded with another document: recording stops
     ├── LedgerLive                an offline load (generated history) aimed at a ledger capture is fenced against
     ├── NoteError                 (domain/note.py) a note, checkpoint or key text malformed or badly signed
+    │   └── WitnessRequestError   (domain/witness.py) an add-checkpoint request that is not well-formed
     ├── TileError                 (domain/tiles.py) a tile path, tile or entry bundle not as tlog-tiles says
     ├── StoreMismatch             (domain/fence.py) a shard's capture store is another store
     ├── DrawRefused               (services/lottery.py) a lottery draw cannot run (yet)

@@ -74,9 +74,49 @@ def _b64decode(text: str | bytes) -> bytes | None:
     return raw if canonical == (text.encode() if isinstance(text, str) else text) else None
 
 
-def _verifier_key_text(name: str, public_key: bytes) -> str:
-    encoded = base64.b64encode(bytes([ALG_ED25519]) + public_key).decode()
-    return f"{name}+{key_hash(name, public_key).hex()}+{encoded}"
+def _verifier_key_text(name: str, public_key: bytes, alg: int = ALG_ED25519) -> str:
+    encoded = base64.b64encode(bytes([alg]) + public_key).decode()
+    key_id = hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:KEY_HASH_BYTES]
+    return f"{name}+{key_id.hex()}+{encoded}"
+
+
+def parse_verifier_key(text: str) -> tuple[str, int, bytes]:
+    """Split a verifier key "<name>+<8 hex key ID>+<base64(type || key)>" into (name, type, key).
+
+    The key ID must be SHA-256(name || 0x0A || type || key)[:4], as posray's keys and the
+    C2SP cosignature keys compute it.
+
+    Raises:
+        NoteError: malformed text, or a key ID that does not match the name, type and key.
+    """
+    if not isinstance(text, str):
+        raise NoteError("malformed verifier key: not text")
+    name, _, rest = text.partition("+")
+    hash_hex, _, key_b64 = rest.partition("+")
+    key = _b64decode(key_b64)
+    if not _HEX8.fullmatch(hash_hex) or key is None or len(key) < 2 or not _is_valid_name(name):
+        raise NoteError(f"malformed verifier key {text!r}")
+    if bytes.fromhex(hash_hex) != hashlib.sha256(name.encode() + b"\n" + key).digest()[:4]:
+        raise NoteError(f"verifier key {text!r}: the key ID does not match the name and key")
+    return name, key[0], key[1:]
+
+
+def is_valid_name(name: object) -> bool:
+    """A note key name: non-empty UTF-8 with neither Unicode spaces nor plus signs."""
+    return _is_valid_name(name)
+
+
+def parse_checkpoint_text(text: str) -> Checkpoint:
+    """Parse a checkpoint's note text (origin, size, root, extensions; ending in a newline).
+
+    Only for text whose signature was verified first (or that is about to be signed).
+
+    Raises:
+        NoteError: a malformed checkpoint text.
+    """
+    if not text.endswith("\n"):
+        raise NoteError("malformed checkpoint: the text does not end in a newline")
+    return _parse_checkpoint(text)
 
 
 class NoteSigner:
@@ -149,20 +189,12 @@ class NoteVerifier:
             NoteError: malformed text, a key ID that does not match the name and key, or a
                 signature type other than Ed25519.
         """
-        if not isinstance(text, str):
-            raise NoteError("malformed verifier key: not text")
-        name, _, rest = text.partition("+")
-        hash_hex, _, key_b64 = rest.partition("+")
-        key = _b64decode(key_b64)
-        if not _HEX8.fullmatch(hash_hex) or key is None or not key or not _is_valid_name(name):
-            raise NoteError(f"malformed verifier key {text!r}")
-        if bytes.fromhex(hash_hex) != hashlib.sha256(name.encode() + b"\n" + key).digest()[:4]:
-            raise NoteError(f"verifier key {text!r}: the key ID does not match the name and key")
-        if key[0] != ALG_ED25519:
-            raise NoteError(f"verifier key {text!r}: unknown signature type {key[0]:#04x}")
-        if len(key) != 1 + PUBLIC_KEY_BYTES:
+        name, alg, key = parse_verifier_key(text)
+        if alg != ALG_ED25519:
+            raise NoteError(f"verifier key {text!r}: unknown signature type {alg:#04x}")
+        if len(key) != PUBLIC_KEY_BYTES:
             raise NoteError(f"malformed verifier key {text!r}: wrong Ed25519 key length")
-        return cls(name, key[1:])
+        return cls(name, key)
 
     def verifier_key(self) -> str:
         """The verifier key text this verifier parses from."""
@@ -178,7 +210,7 @@ class NoteVerifier:
             NoteError: "malformed note: ...", "unknown key: ..." (no signature line of this
                 key) or "bad signature: ..." (the line of this key does not verify).
         """
-        text, signatures = _split_note(note_text)
+        text, signatures = split_note(note_text)
         key_id = f"{self.name}+{self.key_hash.hex()}"
         for name, hash_, signature in signatures:
             if name != self.name or hash_ != self.key_hash:
@@ -193,8 +225,12 @@ class NoteVerifier:
         raise NoteError(f"unknown key: the note has no signature by key {key_id}")
 
 
-def _split_note(note_text: str) -> tuple[bytes, list[tuple[str, bytes, bytes]]]:
-    """Split a signed note into its text and (key name, key ID, signature) triples."""
+def split_note(note_text: str) -> tuple[bytes, list[tuple[str, bytes, bytes]]]:
+    """Split a signed note into its text (bytes) and its (key name, key ID, signature) triples.
+
+    Raises:
+        NoteError: "malformed note: ..." (no blank line, no or malformed signature lines, ...).
+    """
     if not isinstance(note_text, str):
         raise NoteError("malformed note: not text")
     try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 
 from posray.domain.codes import normalize_code
+from posray.domain.cosignature import CosignatureVerifier, count_cosignatures
 from posray.domain.errors import CodeMalformed
 from posray.domain.merkle import leaf_hash, verify_inclusion
 from posray.domain.note import NoteError, NoteVerifier, open_checkpoint
@@ -27,12 +28,14 @@ class Check:
 
 
 def verify_receipt_bundle(bundle: dict, verifier: NoteVerifier, code: str | None = None,
-                          origin_prefix: str | None = None) -> list[Check]:
+                          origin_prefix: str | None = None, witnesses: list[CosignatureVerifier] = (),
+                          witnesses_min: int = 0) -> list[Check]:
     """Check a proof bundle end to end; return every step (all ok means verified).
 
     Steps: the record names the receipt code (and the code given), the leaf hash is the hash
     of the record, the checkpoint is signed by the operator's key for the shard's log, its
-    tree size and root match the proof's, and the inclusion proof leads from the leaf to the root.
+    tree size and root match the proof's, the inclusion proof leads from the leaf to the root,
+    and (with `witnesses_min`) that many of `witnesses` cosigned the checkpoint (c2sp.org/tlog-cosignature).
     """
     checks: list[Check] = []
     try:
@@ -63,7 +66,24 @@ def verify_receipt_bundle(bundle: dict, verifier: NoteVerifier, code: str | None
         ok = False
     checks.append(Check("inclusion", ok, f"RFC 9162 inclusion of leaf {bundle.get('leaf_index')} "
                                          f"in tree of size {bundle.get('tree_size')}"))
+    if witnesses_min > 0:
+        checks.append(_witness_check(bundle.get("checkpoint"), list(witnesses), witnesses_min))
     return checks
+
+
+def _witness_check(note, witnesses: list[CosignatureVerifier], wanted: int) -> Check:
+    """At least `wanted` distinct witness keys cosigned the very checkpoint the proof is checked against."""
+    if not note:
+        return Check("witnesses", False, "the bundle carries no checkpoint to be cosigned")
+    try:
+        good, failed = count_cosignatures(note, witnesses)
+    except NoteError as e:
+        return Check("witnesses", False, str(e))
+    names = ", ".join(f"{c.witness} at {c.timestamp}" for c in good) or "none"
+    detail = f"{len(good)} of {wanted} required witness cosignatures verify ({names})"
+    if len(good) < wanted and failed:
+        detail += "; " + "; ".join(failed)
+    return Check("witnesses", len(good) >= wanted, detail)
 
 
 def _checkpoint_checks(bundle: dict, verifier: NoteVerifier, shard, origin_prefix) -> list[Check]:

@@ -43,7 +43,7 @@ async def by_code(ledger: Ledger, capture: CaptureLog, fences: FenceLedger, code
 
 
 async def proof_bundle(ledger: Ledger, fences: FenceLedger, code_key: CodeKey, text: str,
-                       tree_size: int | None = None) -> dict:
+                       tree_size: int | None = None, cosigned_min: int = 0) -> dict:
     """Everything needed to verify a receipt offline: record, leaf, inclusion proof, checkpoint.
 
     Raises:
@@ -56,7 +56,7 @@ async def proof_bundle(ledger: Ledger, fences: FenceLedger, code_key: CodeKey, t
     if entry is None or not _binds_record(code_key, place, entry.record):
         await _raise_if_lost(fences, code_key, place)
         raise NotFound("no recorded receipt has this code (it may still be on its way to the ledger)")
-    bundle = await proofs.inclusion(ledger, entry.shard, entry.seq, tree_size)
+    bundle = await proofs.inclusion(ledger, entry.shard, entry.seq, tree_size, cosigned_min)
     return {"code": place.code, "record": entry.record.decode(),
             "leaf_hash": entry.leaf_hash.hex(), **bundle}
 

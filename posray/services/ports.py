@@ -21,11 +21,12 @@ from posray.domain.chain import BatchHeader, ChainHead
 from posray.domain.fence import Fence, FencePlan, PriorFence, StoreState
 from posray.domain.retention import DayPartition
 from posray.domain.transaction import Submission
+from posray.domain.witness import LogState
 
 __all__ = [
     "CONFLICT", "NEW", "SAME", "Appended", "CaptureLog", "Captured", "Conflict", "EntryRow", "FenceLedger",
     "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "Recorded", "RecordedEntry", "ShardStream",
-    "StreamEntry", "TileSink", "TileSource",
+    "StreamEntry", "TileSink", "TileSource", "WitnessClient", "WitnessState",
 ]
 
 Plan = Callable[[int, PriorFence | None], FencePlan]  # (ledger height, prior fence) -> the next fence
@@ -131,8 +132,19 @@ class Ledger(Protocol):
     async def add_checkpoint(self, shard: int, tree_size: int, root: bytes, note: str, created_ms: int) -> None:
         """Store a signed checkpoint (the same size twice is ignored)."""
 
-    async def checkpoint(self, shard: int, tree_size: int | None = None) -> tuple[int, bytes, str] | None:
-        """(tree_size, root, note) of the latest checkpoint, or of the one at `tree_size`."""
+    async def checkpoint(self, shard: int, tree_size: int | None = None,
+                         cosigned_min: int = 0) -> tuple[int, bytes, str] | None:
+        """(tree_size, root, note) of the latest checkpoint with at least `cosigned_min` witness
+        cosignatures stored, or of the one at `tree_size` (the note as the log signed it)."""
+
+    async def add_cosignature(self, shard: int, tree_size: int, witness: str, line: str, created_ms: int) -> None:
+        """Store a witness's cosignature line of the checkpoint at `tree_size` (once per witness and size)."""
+
+    async def cosignatures(self, shard: int, tree_size: int) -> list[str]:
+        """The stored cosignature lines of the checkpoint at `tree_size`, by witness."""
+
+    async def cosigned_size(self, shard: int, witness: str) -> int:
+        """The largest checkpoint size `witness` cosigned for this log (0: none)."""
 
     async def latest_checkpoints(self, shards: list[int]) -> dict[int, tuple[int, int | None]]:
         """Per shard: (size of its latest checkpoint, when signed; never signed: first batch's time)."""
@@ -227,3 +239,23 @@ class LedgerPartitions(Protocol):
 
     async def detach(self, part: DayPartition, archives: dict[str, dict[int, int]]) -> None:
         """Detach one partition and record what the archives held."""
+
+class WitnessState(Protocol):
+    """A witness's memory: per log origin, the latest checkpoint it cosigned (posray.services.witness)."""
+
+    def load(self) -> dict[str, LogState]:
+        """The state as last saved."""
+
+    def save(self, logs: dict[str, LogState]) -> None:
+        """Replace the state durably and atomically: after a crash, the old state or this one."""
+
+
+class WitnessClient(Protocol):
+    """How a log reaches a witness's add-checkpoint (posray.services.witnessing)."""
+
+    async def add_checkpoint(self, url: str, body: bytes) -> tuple[int, bytes]:
+        """POST `body` to `<url>/add-checkpoint`; (status, response body).
+
+        Raises:
+            Unavailable: the witness could not be reached or did not answer in time.
+        """

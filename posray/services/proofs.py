@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 
 from posray.domain import tlog
+from posray.domain.cosignature import with_signatures
 from posray.domain.errors import AuditDivergence, InvalidRequest, NotFound
 from posray.domain.note import NoteSigner
 from posray.services.ports import Ledger
@@ -28,14 +29,27 @@ async def tree_root(ledger: Ledger, shard: int, size: int) -> bytes:
     return _computed(shard, lambda: tlog.range_hash(0, size, stored))
 
 
-async def inclusion(ledger: Ledger, shard: int, seq: int, tree_size: int | None = None) -> dict:
-    """Inclusion proof of document `seq` against the latest checkpoint or a given tree size.
+async def published_checkpoint(ledger: Ledger, shard: int, tree_size: int | None = None,
+                               cosigned_min: int = 0) -> tuple[int, bytes, str] | None:
+    """(size, root, note) of the checkpoint posray publishes: the latest one with at least
+    `cosigned_min` witness cosignatures (or the one at `tree_size`), the witnesses' cosignature
+    lines appended to the log's signed note."""
+    found = await ledger.checkpoint(shard, tree_size, cosigned_min)
+    if found is None:
+        return None
+    size, root, note = found
+    return size, root, with_signatures(note, await ledger.cosignatures(shard, size))
+
+
+async def inclusion(ledger: Ledger, shard: int, seq: int, tree_size: int | None = None,
+                    cosigned_min: int = 0) -> dict:
+    """Inclusion proof of document `seq` against the latest published checkpoint or a given tree size.
 
     Raises:
         NotFound: no checkpoint covers the document yet, or no such tree size.
         InvalidRequest: the tree size does not contain the document (400).
     """
-    checkpoint = await ledger.checkpoint(shard, tree_size)
+    checkpoint = await published_checkpoint(ledger, shard, tree_size, cosigned_min)
     if tree_size is None and (checkpoint is None or checkpoint[0] < seq):
         raise NotFound("no checkpoint covers this receipt yet; try again in a few seconds")
     if tree_size is not None and tree_size < seq:
@@ -77,13 +91,15 @@ async def consistency(ledger: Ledger, shard: int, first: int, second: int) -> di
     }
 
 
-async def checkpoint_note(ledger: Ledger, shard: int, tree_size: int | None = None) -> str:
-    """The signed note of `shard`'s latest checkpoint, or of the one at `tree_size`.
+async def checkpoint_note(ledger: Ledger, shard: int, tree_size: int | None = None,
+                          cosigned_min: int = 0) -> str:
+    """The signed note of `shard`'s latest published checkpoint (see `published_checkpoint`), or of
+    the one at `tree_size`, with the witnesses' cosignatures.
 
     Raises:
         NotFound: no checkpoint of this size (or none yet).
     """
-    found = await ledger.checkpoint(shard, tree_size)
+    found = await published_checkpoint(ledger, shard, tree_size, cosigned_min)
     if found is None:
         raise NotFound("no checkpoint of this size (or none yet)")
     return found[2]

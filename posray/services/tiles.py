@@ -19,6 +19,7 @@ from posray.domain.errors import AuditDivergence, NotFound, SetupError
 from posray.domain.merkle import leaf_hash
 from posray.domain.tiles import Tile
 from posray.services.ports import Ledger, TileSink
+from posray.services.proofs import published_checkpoint
 
 EXPORT_STEP_LEAVES = 1 << 16  # full tiles are exported this many leaves at a time (bounded memory)
 CACHE_BYTES_MAX = 32 * 1024 * 1024
@@ -80,8 +81,9 @@ class Exported:
     written: int  # files written, the checkpoint included
 
 
-async def export(ledger: Ledger, sink: TileSink, shard: int, origin: str) -> Exported:
-    """Bring `<shard>/` of `sink` to the shard's latest signed checkpoint.
+async def export(ledger: Ledger, sink: TileSink, shard: int, origin: str, cosigned_min: int = 0) -> Exported:
+    """Bring `<shard>/` of `sink` to the shard's latest published checkpoint (with at least
+    `cosigned_min` witness cosignatures, appended to the note).
 
     Full tiles already present are not written again; partial tiles are written for the new size;
     the checkpoint goes last, once the exported tiles give its root, so a reader that sees a
@@ -91,8 +93,11 @@ async def export(ledger: Ledger, sink: TileSink, shard: int, origin: str) -> Exp
         SetupError: the directory holds another log (another origin), or a larger one.
         AuditDivergence: the stored log does not give the signed root (run `posray audit`).
     """
-    signed = await ledger.checkpoint(shard)
+    signed = await published_checkpoint(ledger, shard, cosigned_min=cosigned_min)
     old_size = _exported_size(sink, shard, origin)
+    if signed is not None and signed[0] == old_size and sink.get(f"{shard}/checkpoint") != signed[2].encode():
+        sink.put(f"{shard}/checkpoint", signed[2].encode())  # the same checkpoint, cosigned by more witnesses
+        return Exported(shard, old_size, old_size, 1)
     if signed is None or signed[0] == old_size:
         return Exported(shard, old_size, old_size, 0)
     size, root, note = signed

@@ -123,6 +123,30 @@ class TestCheckpoints:
         assert at_one is None
 
 
+class TestCosignatures:
+    def test_cosignatures_are_stored_once_per_witness_and_size_and_pick_the_published_checkpoint(self, stores):
+        terminal_id, shard = fresh_terminal()
+
+        async def main():
+            async with stores() as s:
+                await append(s.ledger, await s.ledger.head(shard), subs(terminal_id, range(1, 4)), T0)
+                for size in (1, 2, 3):
+                    await s.ledger.add_checkpoint(shard, size, bytes([size]) * 32, f"note {size}", T0)
+                await s.ledger.add_cosignature(shard, 1, "w1+00000001", "line 1 by w1\n", T0)
+                await s.ledger.add_cosignature(shard, 1, "w2+00000002", "line 1 by w2\n", T0)
+                await s.ledger.add_cosignature(shard, 2, "w1+00000001", "line 2 by w1\n", T0)
+                await s.ledger.add_cosignature(shard, 2, "w1+00000001", "another line\n", T0)  # ignored
+                return ([await s.ledger.checkpoint(shard, cosigned_min=k) for k in (0, 1, 2, 3)],
+                        await s.ledger.cosignatures(shard, 1), await s.ledger.cosignatures(shard, 2),
+                        await s.ledger.cosignatures(shard, 3), await s.ledger.cosigned_size(shard, "w1+00000001"),
+                        await s.ledger.cosigned_size(shard, "w2+00000002"), await s.ledger.cosigned_size(shard, "w3"))
+
+        published, at_one, at_two, at_three, w1, w2, w3 = asyncio.run(main())
+        assert [p and p[0] for p in published] == [3, 2, 1, None]
+        assert at_one == ["line 1 by w1\n", "line 1 by w2\n"] and at_two == ["line 2 by w1\n"] and at_three == []
+        assert (w1, w2, w3) == (2, 1, 0)
+
+
 class TestRanges:
     def test_hash_and_record_ranges_read_in_order_up_to_the_first_missing(self, stores):
         terminal_id, shard = fresh_terminal()

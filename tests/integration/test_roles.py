@@ -21,7 +21,7 @@ from tests.documents import make_document, submission_of
 from tests.integration.support import SHARD_COUNT, backends, fresh_terminal, now_ms
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
-LEDGER_TABLES = ("ledger_batches", "ledger_entries", "tlog_nodes", "checkpoints")
+LEDGER_TABLES = ("ledger_batches", "ledger_entries", "tlog_nodes", "checkpoints", "witness_cosignatures")
 
 
 def documented_grants(app: str, reader: str, database: str) -> str:
@@ -71,6 +71,9 @@ def test_posray_registers_captures_records_and_revokes_as_the_app_role(roles, re
             head = await b.ledger.head(shard)
             await b.ledger.add_checkpoint(shard, 5, b"\0" * 32, "note", now_ms())
             await b.ledger.add_checkpoint(shard, 5, b"\0" * 32, "note", now_ms())  # ON CONFLICT
+            await b.ledger.add_cosignature(shard, 5, "w+00000000", "line\n", now_ms())
+            await b.ledger.add_cosignature(shard, 5, "w+00000000", "line\n", now_ms())  # ON CONFLICT
+            assert await b.ledger.cosigned_size(shard, "w+00000000") == 5
             revoked = await b.terminals.revoke(terminal_id)
             imported = await b.terminals.import_terminals([(f"{terminal_id}-{n}", "m-role-2", None) for n in range(3)])
             return recorded, head, revoked, imported

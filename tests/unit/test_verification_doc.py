@@ -113,3 +113,28 @@ def test_the_documented_tiles_verifier_rejects_edits_other_codes_and_other_keys(
     bundle = files[f"{shard}/tile/entries/001.p/44"].replace(b'"accepted_at":"2023', b'"accepted_at":"2024')
     edited = dict(files, **{f"{shard}/tile/entries/001.p/44": bundle})
     assert verify(edited.__getitem__, shard, 260, codes[260], key) is False
+
+
+def doc_cosigned_by():
+    block = next(b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S) if "def cosigned_by(" in b)
+    namespace: dict = {}
+    exec(block, namespace)
+    return namespace["cosigned_by"]
+
+
+def test_the_documented_witness_check_accepts_posray_cosignatures_and_nothing_else():
+    from cryptography.exceptions import InvalidSignature
+
+    from posray.domain.cosignature import Cosigner, with_signatures
+
+    witness = Cosigner("witness.example.org/w1", bytes(range(1, 33)))
+    code, bundle = bundle_for(5, 9)
+    note = bundle["checkpoint"]
+    cosigned = with_signatures(note, [witness.cosign(note.split("\n\n")[0] + "\n", 1_790_000_000)])
+    assert doc_cosigned_by()(cosigned, witness.verifier_key()) == 1_790_000_000
+    assert doc_cosigned_by()(note, witness.verifier_key()) is None
+    assert doc_verifier()({**bundle, "checkpoint": cosigned}, SIGNER.verifier_key(), code) is True
+    _, other = bundle_for(5, 10)
+    moved = other["checkpoint"] + cosigned.split("\n")[-2] + "\n"  # the cosignature line, onto another tree
+    with pytest.raises(InvalidSignature):
+        doc_cosigned_by()(moved, witness.verifier_key())
