@@ -17,6 +17,9 @@ TRANSIENT = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
     asyncpg.exceptions.TransactionRollbackError,  # class 40: deadlock or serialization failure, retry
+    # A connection the server dropped mid-operation can fail its reset with this on release
+    # (seen when PostgreSQL stops under load); the pool replaces the connection.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
     ConnectionError,

@@ -22,7 +22,7 @@ import orjson
 from posray.domain import tlog
 from posray.domain.chain import ChainHead, advance, chain_extension, record_bytes, record_document, seal_batch
 from posray.domain.codes import CodeKey, make_code
-from posray.domain.errors import LedgerConflict, LedgerRace, RetryLater, StreamGap
+from posray.domain.errors import AuditDivergence, LedgerConflict, LedgerRace, RetryLater, StreamGap
 from posray.domain.transaction import document_hash, issued_at_ms
 from posray.services.health import checkpoint_age_s
 from posray.services.ports import Captured, EntryRow, FenceLedger, Ledger, ShardStream, StreamEntry
@@ -254,6 +254,7 @@ def _ranges(seqs: tuple[int, ...]) -> str:
 # How the recording loop answers failures (keep_recording).
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+UNEXPECTED_RETRY_S = 30.0
 
 Report = Callable[[int, "str | None", int], None]  # (shard, error or None, unreleased conflicts)
 
@@ -264,9 +265,11 @@ async def keep_recording(recorder: ShardRecorder, report: Report, sleep=None) ->
     Transient failures (Redis or PostgreSQL away, a writer racing for the same batch, a stream
     gap a failover can leave until pending entries are re-read) are retried with back-off, the
     chain head re-read first. A conflict stops the shard until an operator releases it
-    (checked every BACKOFF_MAX_S). Anything else is a bug or real corruption: the loop stops
-    and says so (logged with its traceback, reported as the shard's error) instead of spinning.
-    `report` hears every change of state.
+    (checked every BACKOFF_MAX_S). Stored bytes that contradict their hashes (AuditDivergence)
+    stop it for good. Anything else is unexpected (a bug, or a driver error nobody classified):
+    never silent — logged with its traceback every time and reported as the shard's error — and
+    retried every UNEXPECTED_RETRY_S, because the capture store keeps the entries and a
+    transient oddity must not stop the ledger for good. `report` hears every change of state.
     """
     sleep = sleep or asyncio.sleep
     backoff_s, resync = BACKOFF_FIRST_S, False
@@ -288,10 +291,14 @@ async def keep_recording(recorder: ShardRecorder, report: Report, sleep=None) ->
                 log.error("ledger shard %d: %s", recorder.shard, e)
             report(recorder.shard, f"{type(e).__name__}: {e}", 0)
             wait_s, backoff_s = backoff_s, min(backoff_s * 2, BACKOFF_MAX_S)
-        except Exception as e:  # a bug, or corruption no retry mends: stop loudly
-            log.exception("ledger shard %d: recording STOPPED", recorder.shard)
-            report(recorder.shard, f"recording stopped by {type(e).__name__}: {e} (see the LedgerWriter's "
-                                   "log; restart it once the cause is fixed)", 0)
+        except AuditDivergence as e:  # the stored ledger contradicts itself: no retry mends that
+            log.error("ledger shard %d: recording STOPPED: %s", recorder.shard, e)
+            report(recorder.shard, f"recording stopped: {e} (run `posray audit`)", 0)
             return
+        except Exception as e:  # unexpected: loud, and retried slowly
+            log.exception("ledger shard %d: unexpected error, retrying in %s s", recorder.shard, UNEXPECTED_RETRY_S)
+            report(recorder.shard, f"unexpected {type(e).__name__}: {e} (retrying every {UNEXPECTED_RETRY_S:g} s; "
+                                   "see the LedgerWriter's log)", 0)
+            wait_s = UNEXPECTED_RETRY_S
         resync = True
         await sleep(wait_s)

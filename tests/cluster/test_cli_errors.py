@@ -23,7 +23,8 @@ from tooling.embedded import free_port
 
 pytestmark = pytest.mark.cluster
 POSRAY = str(Path(sys.executable).with_name("posray"))
-# Arguments each leaf command needs to get past argparse ({csv}: a small terminals file).
+# Arguments each leaf command needs to get past argparse ({csv}: a small terminals file, {tmp}:
+# the test's folder).
 ARGUMENTS = {
     "up": [], "down": [], "scale": [], "status": [], "token": [], "demo": [], "serve-config": [],
     "verify-receipt": ["C0DE"], "audit": [], "bench": ["--documents", "10"],
@@ -35,6 +36,10 @@ ARGUMENTS = {
     "lottery draw": ["--from", "2024-01-01", "--to", "2024-01-02", "--winners", "1"],
     "analytics generate": ["--documents", "10"], "analytics snapshot": [], "analytics fiscal": [],
     "analytics retail": [], "analytics demand": [], "analytics integrity": [],
+    "bench-ledger-size": ["--sizes", "1000"], "tiles export": ["{tmp}/tiles"], "ledger detach": ["--before", "2024-01-01", "--dry-run"],
+    "witness init": ["{tmp}/witness", "--name", "witness.example/1"], "witness key": ["{tmp}/no-witness"],
+    "witness add-log": ["{tmp}/no-witness", "log.example/log+01234567+AAAA", "--origin", "log.example/log/0"],
+    "witness serve": ["{tmp}/no-witness"],
 }
 # Commands that build everything they use themselves (their own servers and Ray, or generated
 # data): no set-up of the operator's can be missing or wrong for them.
@@ -97,7 +102,7 @@ def set_up(request, tmp_path):
 def _run(command: str, env: dict, cwd: Path, tmp_path: Path):
     if command == "up" and "POSRAY_PG_DSN" not in env:
         return command, None  # up with nothing configured starts everything: test_cli.py's case
-    args = [a.format(csv=tmp_path / "terminals.csv") for a in ARGUMENTS[command]]
+    args = [a.format(csv=tmp_path / "terminals.csv", tmp=tmp_path) for a in ARGUMENTS[command]]
     result = subprocess.run([POSRAY, *command.split(), *args], env=env, cwd=cwd,
                             capture_output=True, text=True, timeout=180)
     return command, result

@@ -197,3 +197,57 @@ async def _send_until_acked(b, keys, shard: int, subs: list, timeout_s: float = 
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+class TestFailoverWithoutWaitaof:
+    def test_what_only_the_dead_primary_held_is_reported_lost_exactly_and_never_aliased(
+        self, schema_dsn, key_prefix, keys
+    ):
+        """The cost of asynchronous replication, and how posray owns up to it: the replicas fall
+        behind (paused, links cut), the primary acknowledges alone, then dies; the sentinels promote
+        a replica that never saw those sales. The next capture fences the shard again and records
+        exactly the sequences lost; their codes answer 410; new sales get codes of their own."""
+        import redis
+
+        from posray.domain.errors import ReceiptLost
+        from posray.services.lookup import by_code
+
+        terminal_id, shard = fresh_terminal()
+        with ReplicatedRedis(replicas=2, sentinels=3, down_after_ms=1000, failover_timeout_ms=3000) as rs:
+            settings = Settings(key_prefix=key_prefix, **rs.settings_changes(replicas_min=0))
+
+            async def main():
+                async with backends(settings.redis_url, schema_dsn, key_prefix, replicas_min=0,
+                                    sentinels=settings.sentinels, master=settings.redis_master,
+                                    store_id=settings.capture_store_id) as b:
+                    kept = await append_batch(b.capture, b.fences, keys, shard, _subs(keys, terminal_id, range(1, 11)))
+                    rs.wait_ready()  # the replicas hold the first ten
+                    old = rs.primary_port()
+                    replicas = [f for f in rs.node_dirs if f != rs.node_of(old)]
+                    for folder in replicas:
+                        rs.pause(folder)
+                    redis.Redis(port=old).client_kill_filter(_type="replica")
+                    lost = await append_batch(b.capture, b.fences, keys, shard, _subs(keys, terminal_id, range(11, 16)))
+                    rs.kill(rs.node_of(old))
+                    for folder in replicas:
+                        rs.resume(folder)
+                    rs.wait_promoted(old)
+                    after = await _send_until_acked(b, keys, shard, _subs(keys, terminal_id, range(16, 21)))
+                    losses = await b.fence_ledger.losses(shard)
+                    recorded = await b.record_all(shard, keys.code)
+                    answers = []
+                    for accepted in kept + lost + after:
+                        try:
+                            receipt = await by_code(b.ledger, b.capture, b.fence_ledger, keys.code, accepted.code)
+                            answers.append(receipt["counter"])
+                        except ReceiptLost:
+                            answers.append("410")
+                    return kept, lost, after, losses, recorded, answers
+
+            kept, lost, after, losses, recorded, answers = asyncio.run(main())
+        assert [a.seq for a in kept + lost] == list(range(1, 16)), "all fifteen were acknowledged"
+        assert [(x.lost_from, x.lost_to, x.exact) for x in losses] == [(11, 15, True)]
+        assert recorded == 15 and [a.seq for a in after] == list(range(11, 16)), "new sales reuse the lost places"
+        # Kept and new sales resolve to themselves; the lost codes answer 410 although their places
+        # now hold other sales: a code binds its document, so it is never aliased.
+        assert answers == list(range(1, 11)) + ["410"] * 5 + list(range(16, 21))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from posray.domain.errors import LedgerConflict, LedgerRace, StreamGap, Unavailable
-from posray.services.recording import BACKOFF_MAX_S, keep_recording
+from posray.domain.errors import AuditDivergence, LedgerConflict, LedgerRace, StreamGap, Unavailable
+from posray.services.recording import BACKOFF_MAX_S, UNEXPECTED_RETRY_S, keep_recording
 
 
 class _Scripted:
@@ -62,9 +62,17 @@ def test_a_conflict_waits_for_the_operator_and_is_reported_with_its_count():
     assert reports[0] == (7, "seq 5 differs", 2) and reports[-1] == (7, None, 0)
 
 
-def test_a_bug_stops_the_shard_loudly_instead_of_spinning():
-    recorder = _Scripted([KeyError("total_minor"), 5, 5])
+def test_an_unexpected_error_is_reported_and_retried_slowly_never_silently(caplog):
+    recorder = _Scripted([KeyError("total_minor"), KeyError("total_minor"), 5])
     reports, waits = _run(recorder)
-    assert recorder.steps == 1 and waits == [] and recorder.resyncs == 0
+    assert waits == [UNEXPECTED_RETRY_S, UNEXPECTED_RETRY_S] and recorder.resyncs == 2
+    assert reports[0][1].startswith("unexpected KeyError") and reports[-1] == (7, None, 0)
+    assert sum("Traceback" in (r.exc_text or "") or r.exc_info is not None for r in caplog.records) == 2
+
+
+def test_stored_bytes_contradicting_their_hashes_stop_the_shard():
+    recorder = _Scripted([AuditDivergence("stored log hash 12 is missing"), 5])
+    reports, waits = _run(recorder)
+    assert recorder.steps == 1 and waits == []
     (shard, error, _), = reports
-    assert shard == 7 and error.startswith("recording stopped by KeyError")
+    assert shard == 7 and error.startswith("recording stopped: stored log hash 12")
