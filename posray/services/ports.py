@@ -25,7 +25,7 @@ from posray.domain.witness import LogState
 
 __all__ = [
     "CONFLICT", "NEW", "SAME", "Appended", "CaptureLog", "Captured", "Conflict", "EntryRow", "FenceLedger",
-    "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "Recorded", "RecordedEntry", "ShardStream",
+    "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "ReceiptIndex", "Recorded", "RecordedEntry", "ShardStream",
     "StreamEntry", "TileSink", "TileSource", "WitnessClient", "WitnessState",
 ]
 
@@ -163,6 +163,10 @@ class Ledger(Protocol):
         """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter
         (recorded on UTC day `since` or later, when given)."""
 
+    async def archived_batch(self, shard: int, seq: int) -> tuple[BatchHeader, bytes] | None:
+        """(header, header hash) of the batch holding (shard, seq) when its day was detached
+        (retention): its rows left the ledger, its header and log nodes stayed."""
+
     async def heights(self) -> dict[int, tuple[int, int]]:
         """Per recorded shard: (batches, last recorded sequence)."""
 
@@ -218,6 +222,17 @@ class TileSource(Protocol):
 
         Raises:
             Unavailable: the source could not answer.
+        """
+
+
+class ReceiptIndex(Protocol):
+    """An index of recorded receipts that survives retention (the Parquet snapshot)."""
+
+    def find(self, terminal_id: str, counter: int) -> list[tuple[int, int]]:
+        """(shard, seq) of the recorded documents of a terminal counter.
+
+        Raises:
+            Unavailable: the index could not be read.
         """
 
 
