@@ -41,6 +41,23 @@ class ArchivedEntry:
     leaves: dict[tuple[int, int], bytes]
 
 
+async def archive_checkpoint(archive: TileSource, shard: int) -> tuple[int, bytes]:
+    """(size, root) the archive's checkpoint of `shard` claims, unchecked ((0, b"") when it has none).
+
+    Raises:
+        AuditDivergence: the checkpoint does not parse.
+        Unavailable: the archive could not be read.
+    """
+    data = await asyncio.to_thread(archive.get, f"{shard}/checkpoint")
+    if data is None:
+        return 0, b""
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    try:
+        return int(lines[1]), base64.b64decode(lines[2], validate=True)
+    except (IndexError, ValueError):
+        raise AuditDivergence(f"shard {shard}: the tiles archive's checkpoint does not parse") from None
+
+
 async def archive_size(ledger: Ledger, archive: TileSource, shard: int) -> int:
     """The size of the archive's checkpoint of `shard` (0: none), once its root is the one the
     ledger signed at that size.
@@ -49,14 +66,9 @@ async def archive_size(ledger: Ledger, archive: TileSource, shard: int) -> int:
         AuditDivergence: the archive's checkpoint is not one of this ledger's.
         Unavailable: the archive could not be read.
     """
-    data = await asyncio.to_thread(archive.get, f"{shard}/checkpoint")
-    if data is None:
+    size, root = await archive_checkpoint(archive, shard)
+    if size == 0:
         return 0
-    lines = data.decode("utf-8", errors="replace").split("\n")
-    try:
-        size, root = int(lines[1]), base64.b64decode(lines[2], validate=True)
-    except (IndexError, ValueError):
-        raise AuditDivergence(f"shard {shard}: the tiles archive's checkpoint does not parse") from None
     signed = await ledger.checkpoint(shard, size)
     if signed is None or signed[1] != root:
         raise AuditDivergence(f"shard {shard}: the tiles archive's checkpoint (size {size}) is not one this "

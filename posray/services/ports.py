@@ -255,6 +255,9 @@ class LedgerPartitions(Protocol):
     async def detach(self, part: DayPartition, archives: dict[str, dict[int, int]]) -> None:
         """Detach one partition and record what the archives held."""
 
+    async def batches(self, day: date) -> list[BatchHeader]:
+        """The batch headers recorded on `day`, by shard and batch number."""
+
 class WitnessState(Protocol):
     """A witness's memory: per log origin, the latest checkpoint it cosigned (posray.services.witness)."""
 
