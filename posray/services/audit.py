@@ -150,7 +150,7 @@ async def audit_shard(
         divergence = replace(divergence, what=f"{divergence.what} (seq {divergence.seq} is in detached day {day}, "
                                               "read from the tiles archive)")
     return ShardAudit(shard, auditor.tree.size, auditor.batches, auditor.checkpoints, auditor.nodes, divergence,
-                      archived.archived if archived else 0,
+                      archived.archived_up_to(shard, auditor.tree.size) if archived else 0,
                       tuple(str(d) for d in archived.days) if archived else ())
 
 

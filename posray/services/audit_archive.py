@@ -36,14 +36,12 @@ class ArchivedRows:
     """A LedgerReader whose rows of detached days come from the tiles archive; the rest passes through.
 
     Attributes:
-        archived: documents read from the archive so far.
-        days: the detached days those came from.
+        days: the detached days read from the archive so far.
     """
 
     def __init__(self, reader, archive: TileSource | None):
         self._reader, self._archive = reader, archive
         self._spans: dict[int, list[tuple[date, int, int]]] = {}
-        self.archived = 0
         self.days: list[date] = []
 
     def __getattr__(self, name: str):  # batches, nodes, checkpoints, ...: the snapshot's own
@@ -85,10 +83,13 @@ class ArchivedRows:
         for batch_no, batch_first, batch_last in batches:
             for seq in range(max(first, batch_first), min(last, batch_last) + 1):
                 out.append(_row(seq, batch_no, seq - batch_first, records[seq], kept.get(seq)))
-        self.archived += len(out)
         if day not in self.days:
             self.days.append(day)
         return out
+
+    def archived_up_to(self, shard: int, size: int) -> int:
+        """How many of the first `size` documents of `shard` lie in detached days (read from the archive)."""
+        return sum(max(0, min(last, size) - first + 1) for _, first, last in self._spans.get(shard, []))
 
     def day_of(self, shard: int, seq: int | None) -> date | None:
         """The detached day holding `seq` of `shard`, if any (for the report)."""
