@@ -84,9 +84,16 @@ class ReplicaBackend:
         asyncio.get_running_loop().create_task(self._report(metrics))
         # Merchants' reads get a pool of their own: a long summary never holds up documents.
         merchants = PgMerchants(await create_pool(s.pg_dsn, size_max=2))
+        # Retention: detached days are read back from the tiles archive, found through the snapshot.
+        archive = index = None
+        if s.tiles_archive:
+            from posray.adapters.parquet_snapshot import SnapshotIndex  # Polars, only where it is needed
+            from posray.adapters.tile_http import tile_source
+
+            archive, index = tile_source(s.tiles_archive), SnapshotIndex(s.snapshot_path)
         return Backend(s, keys, Intake(rules, directory, s.shard_count), batcher,
                        ledger, capture, terminals, readiness, metrics, merchants=merchants,
-                       fences=PgFences(pool))
+                       fences=PgFences(pool), archive=archive, receipt_index=index)
 
     async def _report(self, metrics: IngressMetrics) -> None:
         while True:

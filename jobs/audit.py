@@ -20,11 +20,13 @@ from posray import ray_auth
 from posray.adapters.keyfile import KeyFileError, load_keys
 from posray.adapters.pg import create_pool
 from posray.adapters.pg_audit import PgAuditSource
+from posray.adapters.tile_http import tile_source
 from posray.domain.errors import PosrayError, Unavailable
 from posray.domain.note import NoteError, NoteSigner, NoteVerifier
 from posray.locate import NoDeployment
 from posray.progress import Progress
 from posray.services.audit import ShardAudit, audit_shard
+from posray.services.audit_archive import ArchivedRows
 from posray.settings import Settings, SettingsError
 
 PROGRESS_INTERVAL_S = 2.0
@@ -65,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="the operator's note verifier key, for auditors without the seed "
                                       "(receipt codes are then not recomputed)")
     parser.add_argument("--page-rows", type=int, default=5000, help="ledger rows read per query")
+    parser.add_argument("--tiles", metavar="DIR_OR_URL",
+                        help="the tiles archive that detached days are audited against (default: POSRAY_TILES_ARCHIVE)")
     parser.add_argument("--reconcile", action="store_true",
                         help="instead of the hash audit: check the capture store's idempotency keys against "
                              "the ledger and list fence losses and conflicts; exit 1 if any receipt was lost")
@@ -80,10 +84,13 @@ class AuditPlan:
     verifier_key: str
     with_codes: bool
     page_rows: int
+    tiles_archive: str | None = None  # where detached days' records are read back from
 
 
 def _print_done(shard: int, result: ShardAudit, elapsed_s: float, err) -> None:
     verdict = "ok" if result.ok else f"DIVERGED: {result.first_divergence.what}"
+    if result.archived:
+        verdict += f" ({result.archived} from the tiles archive)"
     print(f"audit shard {shard}: {result.documents} documents in {elapsed_s:.1f} s "
           f"({result.documents / max(elapsed_s, 1e-6):.0f}/s), {verdict}", file=err, flush=True)
 
@@ -94,6 +101,7 @@ async def audit_shards(plan: AuditPlan, shards: list[int], err=None) -> list[Sha
     verifier = NoteVerifier.from_verifier_key(plan.verifier_key)
     code_key = load_keys(plan.settings.seed_file).code if plan.with_codes else None
     pool = await create_pool(plan.settings.pg_dsn, size_max=2)
+    archive = tile_source(plan.tiles_archive) if plan.tiles_archive else None
     results = []
     try:
         source = PgAuditSource(pool)
@@ -102,7 +110,8 @@ async def audit_shards(plan: AuditPlan, shards: list[int], err=None) -> list[Sha
             # A bar on a terminal; in a Ray task or a log, a line at most every PROGRESS_INTERVAL_S.
             with Progress(f"audit shard {shard}", unit="documents", stream=err, interval_s=PROGRESS_INTERVAL_S,
                           end_line=False) as tick:
-                async with source.snapshot() as reader:
+                async with source.snapshot() as snapshot:
+                    reader = ArchivedRows(snapshot, archive)  # detached days: from the tiles archive
                     result = await audit_shard(reader, shard, verifier, plan.settings.log_origin(shard),
                                                code_key, plan.page_rows, tick)
             _print_done(shard, result, time.monotonic() - started, err)
@@ -162,7 +171,8 @@ def _plan(settings: Settings, args) -> AuditPlan:
         signer = None
     key = args.key or signer.verifier_key()
     NoteVerifier.from_verifier_key(key)  # fail early on a malformed key
-    return AuditPlan(settings, key, signer is not None, args.page_rows)
+    tiles = getattr(args, "tiles", None) or settings.tiles_archive
+    return AuditPlan(settings, key, signer is not None, args.page_rows, tiles)
 
 
 def run_audit(settings: Settings, args, out=None, err=None) -> int:
@@ -203,10 +213,16 @@ def _report(results: list[ShardAudit], elapsed_s: float, as_json: bool, out) -> 
     for r in results:
         d = r.first_divergence
         result = "ok" if d is None else f"DIVERGED [{d.kind}] {d.what}"
+        if r.archived:
+            result += (f" ({r.archived} documents of detached days {', '.join(r.archived_days)} verified "
+                       "from the tiles archive)" if d is None else "")
         print(f"{r.shard:>5} {r.documents:>10} {r.batches:>8} {r.checkpoints:>11} {r.nodes:>7}  {result}",
               file=out)
     verdict = f"FAILED: {len(failed)} of {len(results)} shards diverge" if failed else "ok: every hash verified"
-    print(f"audit {verdict} ({documents} documents, {len(results)} shards, {elapsed_s:.1f} s)", file=out)
+    archived = sum(r.archived for r in results)
+    from_archive = f", {archived} of them from the tiles archive" if archived else ""
+    print(f"audit {verdict} ({documents} documents{from_archive}, {len(results)} shards, {elapsed_s:.1f} s)",
+          file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,6 +97,11 @@ class Settings:
     ledger_batch_wait_ms: int = 200
     # Health: GET /readyz answers 503 once any shard's stream holds this many unrecorded documents.
     ready_backlog_max: int = 100_000
+    # Retention's archives (docs/operations.md, "Partitions and retention"): the C2SP tiles export
+    # (a directory, or an http(s) URL of its copy) that keeps detached days verifiable, and the
+    # Parquet snapshot folder (default <data_dir>/snapshot) that indexes them by printed fields.
+    tiles_archive: str | None = None
+    snapshot_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if sentinel_addresses(self.redis_sentinels) and not self.redis_master:  # malformed: fails here
@@ -120,6 +125,11 @@ class Settings:
     @property
     def seed_file(self) -> Path:
         return self.operator_seed_file or self.data_dir / "keys" / "operator.seed"
+
+    @property
+    def snapshot_path(self) -> Path:
+        """The Parquet snapshot folder: POSRAY_SNAPSHOT_DIR, else <data_dir>/snapshot."""
+        return self.snapshot_dir or self.data_dir / "snapshot"
 
     @property
     def log_key_name(self) -> str:

@@ -14,6 +14,7 @@ from posray.domain.keys import OperatorKeys
 from posray.services.batcher import IngestBatcher
 from posray.services.health import Readiness
 from posray.services.intake import Intake
+from posray.services.ports import ReceiptIndex, TileSource
 from posray.services.ratelimit import RateLimiter
 from posray.services.tiles import TileCache
 from posray.settings import Settings
@@ -48,6 +49,8 @@ class Backend:
     merchants: PgMerchants | None = None
     fences: PgFences | None = None
     tiles: TileCache = field(default_factory=TileCache)  # full tiles recently served, bounded
+    archive: TileSource | None = None  # the tiles archive of detached days (POSRAY_TILES_ARCHIVE)
+    receipt_index: ReceiptIndex | None = None  # detached days' receipts by printed fields (the snapshot)
 
     def __post_init__(self) -> None:
         if self.limiter is None:

@@ -65,7 +65,8 @@ async def tile(request: Request) -> Response:
         wanted = parse_path("tile/" + request.params["rest"])
     except TileError:
         raise NotFound("no such tile") from None
-    data = await tiles.read_tile(request.backend.ledger, shard, wanted, request.backend.tiles)
+    b = request.backend
+    data = await tiles.read_tile(b.ledger, shard, wanted, b.tiles, b.archive)
     return 200, data, [_OCTETS, (b"cache-control", TILE_CACHE_CONTROL)]
 
 

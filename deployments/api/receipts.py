@@ -23,7 +23,7 @@ _FIELDS = ("terminal_id", "counter", "date", "total_minor")
 
 async def by_code(request: Request) -> Response:
     b = request.backend
-    receipt = await lookup.by_code(b.ledger, b.capture, b.fences, b.keys.code, request.params["code"])
+    receipt = await lookup.by_code(b.ledger, b.capture, b.fences, b.keys.code, request.params["code"], b.archive)
     return 200, orjson.dumps(receipt), JSON
 
 
@@ -31,7 +31,7 @@ async def proof(request: Request) -> Response:
     b = request.backend
     tree_size = params.query_integer(request.scope, "tree_size")
     bundle = await lookup.proof_bundle(b.ledger, b.fences, b.keys.code, request.params["code"], tree_size,
-                                       b.settings.witness_quorum)
+                                       b.settings.witness_quorum, b.archive)
     return 200, orjson.dumps(bundle), JSON
 
 
@@ -46,7 +46,7 @@ async def by_fields(request: Request) -> Response:
     total = params.integer(query["total_minor"], "total_minor", 0, 10**13)
     b = request.backend
     receipt = await lookup.by_fields(b.ledger, b.capture, b.keys.code, b.settings.shard_count,
-                                     terminal_id, counter, day, total)
+                                     terminal_id, counter, day, total, b.archive, b.receipt_index)
     return 200, orjson.dumps(receipt), JSON
 
 
@@ -54,7 +54,8 @@ async def page(request: Request) -> Response:
     """The receipt page; a refused lookup is a page too, with the error's status."""
     b = request.backend
     try:
-        receipt = await lookup.by_code(b.ledger, b.capture, b.fences, b.keys.code, request.params["code"])
+        receipt = await lookup.by_code(b.ledger, b.capture, b.fences, b.keys.code, request.params["code"],
+                                       b.archive)
         status = 200
     except PosrayError as e:
         receipt, status = {"error": e.to_json()}, status_of(e)

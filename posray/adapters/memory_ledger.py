@@ -57,6 +57,15 @@ class MemoryLedgerState:
         self.conflicts: dict[tuple[int, int, bytes], tuple[bytes, int]] = {}  # -> document, accepted_at_ms
         self.released: dict[tuple[int, int, bytes], str] = {}               # -> released_by
         self.locks: dict[int, asyncio.Lock] = {}                            # the fences' advisory locks
+        self.detached: set[tuple[int, int]] = set()                         # (shard, batch_no) detached
+
+    def detach(self, shard: int, batch_nos: set[int]) -> None:
+        """Retention in memory: the batches' rows leave `entries`, their headers and nodes stay."""
+        for batch_no in batch_nos:
+            header, _ = self.batches[shard][batch_no]
+            for seq in range(header.first_seq, header.last_seq + 1):
+                self.entries[shard].pop(seq, None)
+            self.detached.add((shard, batch_no))
 
     def check(self) -> None:
         if not self.available:
@@ -205,6 +214,13 @@ class MemoryLedger:
                 for shard, entries in sorted(self._db.entries.items()) for seq, e in sorted(entries.items())
                 if (e.row.terminal_id, e.row.counter) == (terminal_id, counter)
                 and (since is None or _datetime(self._db.batches[shard][e.batch_no][0].recorded_at_ms).date() >= since)]
+
+    async def archived_batch(self, shard: int, seq: int) -> tuple[BatchHeader, bytes] | None:
+        self._db.check()
+        for batch_no, (header, header_hash) in self._db.batches.get(shard, {}).items():
+            if header.first_seq <= seq <= header.last_seq:
+                return (header, header_hash) if (shard, batch_no) in self._db.detached else None
+        return None
 
     async def heights(self) -> dict[int, tuple[int, int]]:
         self._db.check()

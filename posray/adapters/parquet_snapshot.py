@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from posray.analytics.snapshot import SCHEMAS, TABLES, restrict
+from posray.domain.errors import Unavailable
 
 WATERMARK_FILE = "_watermark.json"
 WATERMARK_FORMAT = 1
@@ -112,3 +113,20 @@ def scan_partition(snapshot_dir: Path, table: str, days: list[str], marks: dict[
     frame = pl.scan_parquet(paths, hive_partitioning=False, schema=SCHEMAS[table])
     limit = pl.col("shard").replace_strict(marks, default=-1, return_dtype=pl.Int64)
     return restrict(frame.filter(pl.col("seq") <= limit), since, until, merchants)
+
+
+class SnapshotIndex:
+    """The snapshot's `documents` table as an index of receipts that survives retention: by terminal
+    and counter, the (shard, seq) of each recorded document (rows at or below the watermark)."""
+
+    def __init__(self, snapshot_dir: Path):
+        self._dir = Path(snapshot_dir)
+
+    def find(self, terminal_id: str, counter: int) -> list[tuple[int, int]]:
+        try:
+            frame = (scan_table(self._dir, "documents")
+                     .filter((pl.col("terminal_id") == terminal_id) & (pl.col("counter") == counter))
+                     .select("shard", "seq").collect())
+        except (OSError, ValueError, pl.exceptions.PolarsError) as e:
+            raise Unavailable(f"cannot read the Parquet snapshot {self._dir}: {e}") from e
+        return [(int(shard), int(seq)) for shard, seq in frame.iter_rows()]

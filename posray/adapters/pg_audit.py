@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import asyncpg
@@ -141,6 +141,28 @@ class PgAuditSnapshot:
             shard, leaves, stride,
         )
         return None if row is None else (row["level"], row["idx"])
+
+    async def detached_spans(self, shard: int) -> list[tuple[date, int, int]]:
+        """(day, first seq, last seq) of the shard's days detached by retention, in order (one row per day)."""
+        rows = await self._conn.fetch(
+            "SELECT b.recorded_on AS day, min(b.first_seq) AS first, max(b.last_seq) AS last"
+            " FROM ledger_batches b JOIN ledger_detached d ON d.day = b.recorded_on"
+            " WHERE b.shard = $1 GROUP BY b.recorded_on ORDER BY first", shard)
+        return [(r["day"], r["first"], r["last"]) for r in rows]
+
+    async def batch_spans(self, shard: int, first_seq: int, last_seq: int) -> list[tuple[int, int, int]]:
+        """(batch_no, first seq, last seq) of the batches holding sequences first_seq..last_seq."""
+        rows = await self._conn.fetch(
+            "SELECT batch_no, first_seq, last_seq FROM ledger_batches WHERE shard = $1"
+            " AND last_seq >= $2 AND first_seq <= $3 ORDER BY batch_no", shard, first_seq, last_seq)
+        return [(r["batch_no"], r["first_seq"], r["last_seq"]) for r in rows]
+
+    async def kept_leaves(self, shard: int, first_seq: int, last_seq: int) -> dict[int, bytes]:
+        """Leaf hashes a detach kept (ledger_kept_leaves) of sequences first_seq..last_seq."""
+        rows = await self._conn.fetch(
+            "SELECT seq, leaf_hash FROM ledger_kept_leaves WHERE shard = $1 AND seq BETWEEN $2 AND $3",
+            shard, first_seq, last_seq)
+        return {r["seq"]: bytes(r["leaf_hash"]) for r in rows}
 
     async def checkpoints(self, shard: int, after_size: int, rows_max: int) -> list[AuditCheckpoint]:
         """Checkpoints with tree_size > after_size, smallest first, at most rows_max."""

@@ -285,6 +285,18 @@ class PgLedger:
                 rows = await conn.fetch(sql + " AND recorded_on >= $3", terminal_id, counter, since)
         return [(r["shard"], r["seq"], r["total_minor"], r["issued_at"]) for r in rows]
 
+    async def archived_batch(self, shard: int, seq: int) -> tuple[BatchHeader, bytes] | None:
+        """(header, header hash) of the batch holding (shard, seq) if its day was detached, else None."""
+        async with translated(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT b.shard, b.batch_no, b.first_seq, b.last_seq, b.merkle_root, b.prev_hash,"
+                " b.header_hash, b.recorded_at FROM ledger_batches b"
+                " JOIN ledger_detached d ON d.day = b.recorded_on"
+                " WHERE b.shard = $1 AND b.last_seq >= $2 AND b.first_seq <= $2", shard, seq)
+        if row is None:
+            return None
+        return _header(row), bytes(row["header_hash"])
+
     async def heights(self) -> dict[int, tuple[int, int]]:
         """Per shard: (batches recorded, last recorded sequence)."""
         async with translated(), self._pool.acquire() as conn:
@@ -348,8 +360,8 @@ async def _by_day(conn, column: str, shard: int, seqs: list[int]) -> list:
     return rows
 
 
-def _recorded(row) -> RecordedEntry:
-    header = BatchHeader(
+def _header(row) -> BatchHeader:
+    return BatchHeader(
         shard=row["shard"],
         batch_no=row["batch_no"],
         first_seq=row["first_seq"],
@@ -358,6 +370,10 @@ def _recorded(row) -> RecordedEntry:
         prev_hash=bytes(row["prev_hash"]),
         recorded_at_ms=_ms(row["recorded_at"]),
     )
+
+
+def _recorded(row) -> RecordedEntry:
+    header = _header(row)
     return RecordedEntry(
         shard=row["shard"],
         seq=row["seq"],

@@ -8,7 +8,9 @@ from datetime import date
 import asyncpg
 
 from posray.adapters.pg import translated
+from posray.adapters.pg_ledger import _ms
 from posray.domain import tlog
+from posray.domain.chain import BatchHeader
 from posray.domain.retention import DayPartition
 
 # Leaves per block of the log's lowest stored level (levels 4, 8, ... are stored).
@@ -66,6 +68,15 @@ class PgPartitions:
                 " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT DO NOTHING",
                 part.name, part.day, part.rows, json.dumps({str(s): q for s, q in part.last_seqs.items()}),
                 json.dumps({k: {str(s): q for s, q in v.items()} for k, v in archives.items()}))
+
+    async def batches(self, day: date) -> list[BatchHeader]:
+        """The batch headers recorded on `day`, by shard and batch number (ledger_batches stays whole)."""
+        async with translated(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT shard, batch_no, first_seq, last_seq, merkle_root, prev_hash, recorded_at"
+                " FROM ledger_batches WHERE recorded_on = $1 ORDER BY shard, batch_no", day)
+        return [BatchHeader(r["shard"], r["batch_no"], r["first_seq"], r["last_seq"], bytes(r["merkle_root"]),
+                            bytes(r["prev_hash"]), _ms(r["recorded_at"])) for r in rows]
 
     async def detached(self) -> list[tuple[str, date]]:
         """(partition, day) of every partition detached so far."""

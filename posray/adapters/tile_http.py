@@ -29,3 +29,21 @@ class HttpTiles:
         if len(response.content) > TILE_BYTES_MAX:
             raise Unavailable(f"GET {url}: {len(response.content)} bytes, more than any tile")
         return response.content
+
+
+ARCHIVE_TIMEOUT_S = 15.0
+
+
+def tile_source(location: str):
+    """The tiles at `location`: an http(s) URL (a static server, bucket or CDN) or a directory.
+
+    Returns:
+        HttpTiles or posray.adapters.tile_files.TileDirectory.
+    """
+    if location.startswith(("http://", "https://")):
+        return HttpTiles(location, httpx.Client(timeout=ARCHIVE_TIMEOUT_S, follow_redirects=True))
+    from pathlib import Path
+
+    from posray.adapters.tile_files import TileDirectory
+
+    return TileDirectory(Path(location))

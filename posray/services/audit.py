@@ -19,7 +19,7 @@ without a batch, batches without documents, a truncated tail) are divergences to
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Awaitable, Callable, NoReturn, Protocol
 
 from posray.adapters.pg_audit import AuditBatch, AuditCheckpoint, AuditRow
@@ -31,6 +31,8 @@ from posray.domain.chain import parse_chain_extension
 from posray.domain.note import NoteError, NoteVerifier, open_checkpoint
 from posray.domain.frontier import Frontier
 from posray.domain.tlog import STRIDE
+from posray.domain.errors import AuditDivergence
+from posray.services.audit_archive import ArchivedRows
 from posray.services.audit_records import differing_columns, is_canonical, parse_record
 
 PAGE_ROWS_DEFAULT = 5000
@@ -72,6 +74,8 @@ class ShardAudit:
     checkpoints: int
     nodes: int
     first_divergence: Divergence | None
+    archived: int = 0  # documents of detached days, verified from the tiles archive
+    archived_days: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -133,14 +137,21 @@ async def audit_shard(
     Returns:
         The counts of what was verified and the first divergence, if any.
     """
+    archived = reader if isinstance(reader, ArchivedRows) else None
     auditor = _ShardAuditor(reader, shard, verifier, origin, code_key, page_rows)
     try:
         await auditor.run(progress)
         divergence = None
     except _Diverged as e:
         divergence = e.divergence
-    return ShardAudit(shard, auditor.tree.size, auditor.batches, auditor.checkpoints,
-                      auditor.nodes, divergence)
+    except AuditDivergence as e:  # the tiles archive lacks a detached day's records
+        divergence = Divergence(shard, "tiles_archive", str(e), auditor.tree.size + 1)
+    if archived is not None and divergence is not None and (day := archived.day_of(shard, divergence.seq)):
+        divergence = replace(divergence, what=f"{divergence.what} (seq {divergence.seq} is in detached day {day}, "
+                                              "read from the tiles archive)")
+    return ShardAudit(shard, auditor.tree.size, auditor.batches, auditor.checkpoints, auditor.nodes, divergence,
+                      archived.archived_up_to(shard, auditor.tree.size) if archived else 0,
+                      tuple(str(d) for d in archived.days) if archived else ())
 
 
 class _ShardAuditor:
@@ -165,14 +176,13 @@ class _ShardAuditor:
     async def run(self, progress) -> None:
         await self._pass_checkpoints()  # a checkpoint of the empty tree, if any
         after = _KEY_MIN
+        # Until an empty page: a short one may end a detached day read from the archive.
         while page := await self._reader.rows(self._shard, after, self._page_rows):
             for row in page:
                 await self._row(row)
             after = page[-1].seq
             if progress:
                 progress(self.tree.size)
-            if len(page) < self._page_rows:
-                break
         await self._finish()
 
     async def _row(self, row: AuditRow) -> None:

@@ -37,16 +37,21 @@ def is_canonical(record: dict, data: bytes) -> bool:
         return False
 
 
-def differing_columns(row: AuditRow, record: dict) -> list[str]:
-    """Names of the indexed row columns that do not say what the record says."""
-    document = record["document"]
-    expected = {
+def record_columns(record: dict | None) -> dict:
+    """The indexed row columns as the record says them (None for each when it is no record)."""
+    document = (record or {}).get("document") or {}
+    return {
         "terminal_id": document.get("terminal_id"),
         "counter": document.get("counter"),
         "total_minor": document.get("total_minor"),
         "issued_at": _ms_or_none(issued_at_ms, document.get("issued_at")),
-        "accepted_at": _ms_or_none(_exact_ms, record.get("accepted_at")),
+        "accepted_at": _ms_or_none(_exact_ms, (record or {}).get("accepted_at")),
     }
+
+
+def differing_columns(row: AuditRow, record: dict) -> list[str]:
+    """Names of the indexed row columns that do not say what the record says."""
+    expected = record_columns(record)
     actual = {
         "terminal_id": row.terminal_id, "counter": row.counter, "total_minor": row.total_minor,
         "issued_at": row.issued_at_ms, "accepted_at": row.accepted_at_ms,

@@ -5,10 +5,14 @@ batch's chain hash; an accepted one (captured, not yet recorded) with its status
 A code resolves only to the document it was issued for (its tag binds the document's hash):
 when its place holds another document, or nothing, and the fences or the ledger writers
 recorded that the capture store lost what was acknowledged there, the answer is 410 "lost".
+Receipts of days that left the ledger (retention) are read back from the tiles archive and
+checked against the batch roots and log nodes that stay in PostgreSQL (posray.services.archive);
+by printed fields they are found through an index that survives (the Parquet snapshot).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 import orjson
@@ -18,7 +22,8 @@ from posray.domain.codes import CodeKey, CodePlace, binds, display_code, locate_
 from posray.domain.errors import NotFound, ReceiptLost
 from posray.domain.merkle import inclusion_proof
 from posray.services import proofs
-from posray.services.ports import CaptureLog, FenceLedger, Ledger, RecordedEntry
+from posray.services.archive import ArchivedEntry, archived_entry
+from posray.services.ports import CaptureLog, FenceLedger, Ledger, ReceiptIndex, RecordedEntry, TileSource
 from posray.domain.transaction import document_hash, issued_at_ms, shard_of, utc_iso_ms
 
 _PRINTED = ("terminal_id", "counter", "issued_at", "type", "currency", "items", "payments",
@@ -26,16 +31,21 @@ _PRINTED = ("terminal_id", "counter", "issued_at", "type", "currency", "items", 
 
 
 async def by_code(ledger: Ledger, capture: CaptureLog, fences: FenceLedger, code_key: CodeKey,
-                  text: str) -> dict:
+                  text: str, archive: TileSource | None = None) -> dict:
     """The receipt named by a code.
 
+    Args:
+        archive: the tiles archive, where the records of detached days are read back from.
+
     Raises:
+        Unavailable: its day was detached and the archive cannot give it (503).
+        AuditDivergence: the archive contradicts the ledger (500).
         CodeMalformed: the text cannot be a code (400).
         ReceiptLost: the code was acknowledged, but the capture store lost its document (410).
         NotFound: no receipt has this code (404).
     """
     place = locate_code(code_key, text)
-    receipt = await _at(ledger, capture, code_key, place)
+    receipt = await _at(ledger, capture, code_key, place, archive)
     if receipt is None:
         await _raise_if_lost(fences, code_key, place)
         raise NotFound("no receipt has this code")
@@ -43,7 +53,8 @@ async def by_code(ledger: Ledger, capture: CaptureLog, fences: FenceLedger, code
 
 
 async def proof_bundle(ledger: Ledger, fences: FenceLedger, code_key: CodeKey, text: str,
-                       tree_size: int | None = None, cosigned_min: int = 0) -> dict:
+                       tree_size: int | None = None, cosigned_min: int = 0,
+                       archive: TileSource | None = None) -> dict:
     """Everything needed to verify a receipt offline: record, leaf, inclusion proof, checkpoint.
 
     Raises:
@@ -52,11 +63,13 @@ async def proof_bundle(ledger: Ledger, fences: FenceLedger, code_key: CodeKey, t
         NotFound: unknown code, not recorded yet, or no checkpoint covers it yet.
     """
     place = locate_code(code_key, text)
-    entry = await ledger.entry(place.shard, place.seq)
+    entry, leaves = await ledger.entry(place.shard, place.seq), None
+    if entry is None and (archived := await archived_entry(ledger, archive, place.shard, place.seq)):
+        entry, leaves = archived.entry, archived.leaves
     if entry is None or not _binds_record(code_key, place, entry.record):
         await _raise_if_lost(fences, code_key, place)
         raise NotFound("no recorded receipt has this code (it may still be on its way to the ledger)")
-    bundle = await proofs.inclusion(ledger, entry.shard, entry.seq, tree_size, cosigned_min)
+    bundle = await proofs.inclusion(ledger, entry.shard, entry.seq, tree_size, cosigned_min, leaves)
     return {"code": place.code, "record": entry.record.decode(),
             "leaf_hash": entry.leaf_hash.hex(), **bundle}
 
@@ -64,8 +77,14 @@ async def proof_bundle(ledger: Ledger, fences: FenceLedger, code_key: CodeKey, t
 async def by_fields(
     ledger: Ledger, capture: CaptureLog, code_key: CodeKey, shard_count: int,
     terminal_id: str, counter: int, day: date, total_minor: int,
+    archive: TileSource | None = None, index: ReceiptIndex | None = None,
 ) -> dict:
     """The receipt with these printed fields (terminal, counter, local date, total).
+
+    Args:
+        archive: the tiles archive (records of detached days).
+        index: where detached days' receipts are found by terminal and counter (the Parquet
+            snapshot); asked only when the ledger and the capture store match nothing.
 
     Raises:
         NotFound: nothing matches all four fields.
@@ -77,16 +96,31 @@ async def by_fields(
     # ahead of UTC: only batches of that day on can hold it (the ledger's daily partitions).
     since = day - timedelta(days=1)
     candidates += [(s, q) for s, q, _, _ in await ledger.find_by_fields(terminal_id, counter, since)]
+    receipt = await _matching(ledger, capture, code_key, archive, candidates,
+                              (terminal_id, counter, day.isoformat(), total_minor))
+    if receipt is None and index is not None:
+        # Not in the ledger's days: perhaps in a detached one (one snapshot scan, only now).
+        found = await asyncio.to_thread(index.find, terminal_id, counter)
+        receipt = await _matching(ledger, capture, code_key, archive, found,
+                                  (terminal_id, counter, day.isoformat(), total_minor))
+    if receipt is None:
+        raise NotFound("no receipt matches this terminal, counter, date and total")
+    return receipt
+
+
+async def _matching(ledger: Ledger, capture: CaptureLog, code_key: CodeKey, archive: TileSource | None,
+                    candidates: list[tuple[int, int]], printed: tuple[str, int, str, int]) -> dict | None:
+    """The first receipt at one of `candidates` whose printed fields are (terminal, counter, day, total)."""
     for shard, seq in dict.fromkeys(candidates):
-        receipt = await _document_at(ledger, capture, code_key, shard, seq)
-        if receipt is None or receipt["terminal_id"] != terminal_id or receipt["counter"] != counter:
-            continue
-        if receipt["total_minor"] == total_minor and receipt["issued_at"][:10] == day.isoformat():
+        receipt = await _document_at(ledger, capture, code_key, shard, seq, archive)
+        if receipt is not None and (receipt["terminal_id"], receipt["counter"], receipt["issued_at"][:10],
+                                    receipt["total_minor"]) == printed:
             return receipt
-    raise NotFound("no receipt matches this terminal, counter, date and total")
+    return None
 
 
-async def _at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey, place: CodePlace) -> dict | None:
+async def _at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey, place: CodePlace,
+              archive: TileSource | None) -> dict | None:
     """The receipt at the code's place if the code was issued for the document found there."""
     entry = await ledger.entry(place.shard, place.seq)
     if entry is not None:
@@ -95,9 +129,12 @@ async def _at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey, place: Cod
     if pending is None:
         # It may have been recorded (and removed from the stream) between the two reads.
         entry = await ledger.entry(place.shard, place.seq)
-        if entry is None or not _binds_record(code_key, place, entry.record):
+        if entry is None:
+            archived = await archived_entry(ledger, archive, place.shard, place.seq)
+            if archived is not None and _binds_record(code_key, place, archived.entry.record):
+                return await _recorded(ledger, archived.entry, archived)
             return None
-        return await _recorded(ledger, entry)
+        return await _recorded(ledger, entry) if _binds_record(code_key, place, entry.record) else None
     accepted_at_ms, canonical = pending
     if not binds(code_key, place, document_hash(canonical)):
         return None
@@ -105,7 +142,7 @@ async def _at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey, place: Cod
 
 
 async def _document_at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey,
-                       shard: int, seq: int) -> dict | None:
+                       shard: int, seq: int, archive: TileSource | None = None) -> dict | None:
     """Whatever document sits at (shard, seq), recorded or captured, with the code it was issued."""
     entry = await ledger.entry(shard, seq)
     if entry is not None:
@@ -113,7 +150,10 @@ async def _document_at(ledger: Ledger, capture: CaptureLog, code_key: CodeKey,
     pending = await capture.pending(shard, seq)
     if pending is None:
         entry = await ledger.entry(shard, seq)
-        return None if entry is None else await _recorded(ledger, entry)
+        if entry is None:
+            archived = await archived_entry(ledger, archive, shard, seq)
+            return None if archived is None else await _recorded(ledger, archived.entry, archived)
+        return await _recorded(ledger, entry)
     accepted_at_ms, canonical = pending
     code = make_code(code_key, shard, seq, document_hash(canonical))
     return _accepted(code, shard, seq, accepted_at_ms, canonical)
@@ -147,16 +187,20 @@ async def _raise_if_lost(fences: FenceLedger, code_key: CodeKey, place: CodePlac
             "has been alerted; keep the paper receipt")
 
 
-async def _log_proof(ledger: Ledger, entry: RecordedEntry) -> dict | None:
+async def _log_proof(ledger: Ledger, entry: RecordedEntry, leaves: dict | None = None) -> dict | None:
     try:
-        return await proofs.inclusion(ledger, entry.shard, entry.seq)
+        return await proofs.inclusion(ledger, entry.shard, entry.seq, leaves=leaves)
     except NotFound:
         return None
 
 
-async def _recorded(ledger: Ledger, entry: RecordedEntry) -> dict:
+async def _recorded(ledger: Ledger, entry: RecordedEntry, archived: ArchivedEntry | None = None) -> dict:
+    """A recorded receipt; `archived`: read back from the tiles archive, with its batch's and block's leaves."""
     record = orjson.loads(entry.record)
-    leaves = await ledger.batch_leaves(entry.shard, entry.batch_no)
+    if archived is None:
+        leaves = await ledger.batch_leaves(entry.shard, entry.batch_no)
+    else:
+        leaves = archived.batch_leaves
     header = entry.header
     canonical = record_document(entry.record)
     accepted_at_ms = issued_at_ms(record["accepted_at"])
@@ -174,7 +218,7 @@ async def _recorded(ledger: Ledger, entry: RecordedEntry) -> dict:
             "header": orjson.loads(header.to_bytes()),
             "header_hash": entry.header_hash.hex(),
         },
-        "log": await _log_proof(ledger, entry),
+        "log": await _log_proof(ledger, entry, archived.leaves if archived else None),
     }
 
 

@@ -25,7 +25,7 @@ from posray.domain.witness import LogState
 
 __all__ = [
     "CONFLICT", "NEW", "SAME", "Appended", "CaptureLog", "Captured", "Conflict", "EntryRow", "FenceLedger",
-    "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "Recorded", "RecordedEntry", "ShardStream",
+    "FenceState", "FenceStore", "Ledger", "Loss", "Plan", "ReceiptIndex", "Recorded", "RecordedEntry", "ShardStream",
     "StreamEntry", "TileSink", "TileSource", "WitnessClient", "WitnessState",
 ]
 
@@ -163,6 +163,10 @@ class Ledger(Protocol):
         """(shard, seq, total_minor, issued_at) of recorded documents of a terminal counter
         (recorded on UTC day `since` or later, when given)."""
 
+    async def archived_batch(self, shard: int, seq: int) -> tuple[BatchHeader, bytes] | None:
+        """(header, header hash) of the batch holding (shard, seq) when its day was detached
+        (retention): its rows left the ledger, its header and log nodes stayed."""
+
     async def heights(self) -> dict[int, tuple[int, int]]:
         """Per recorded shard: (batches, last recorded sequence)."""
 
@@ -221,6 +225,17 @@ class TileSource(Protocol):
         """
 
 
+class ReceiptIndex(Protocol):
+    """An index of recorded receipts that survives retention (the Parquet snapshot)."""
+
+    def find(self, terminal_id: str, counter: int) -> list[tuple[int, int]]:
+        """(shard, seq) of the recorded documents of a terminal counter.
+
+        Raises:
+            Unavailable: the index could not be read.
+        """
+
+
 class TileSink(TileSource, Protocol):
     """Where `posray tiles export` writes: files that appear whole or not at all."""
 
@@ -239,6 +254,9 @@ class LedgerPartitions(Protocol):
 
     async def detach(self, part: DayPartition, archives: dict[str, dict[int, int]]) -> None:
         """Detach one partition and record what the archives held."""
+
+    async def batches(self, day: date) -> list[BatchHeader]:
+        """The batch headers recorded on `day`, by shard and batch number."""
 
 class WitnessState(Protocol):
     """A witness's memory: per log origin, the latest checkpoint it cosigned (posray.services.witness)."""

@@ -42,10 +42,16 @@ async def published_checkpoint(ledger: Ledger, shard: int, tree_size: int | None
 
 
 async def inclusion(ledger: Ledger, shard: int, seq: int, tree_size: int | None = None,
-                    cosigned_min: int = 0) -> dict:
+                    cosigned_min: int = 0, leaves: dict[tuple[int, int], bytes] | None = None) -> dict:
     """Inclusion proof of document `seq` against the latest published checkpoint or a given tree size.
 
+    Args:
+        leaves: leaf hashes by (0, index) the ledger may no longer hold (a detached day's, read
+            back from the tiles archive); the stored ones win. With them, the root is compared
+            with the checkpoint's before the proof is served.
+
     Raises:
+        AuditDivergence: with `leaves`, the proof's root is not the checkpoint's.
         NotFound: no checkpoint covers the document yet, or no such tree size.
         InvalidRequest: the tree size does not contain the document (400).
     """
@@ -60,11 +66,18 @@ async def inclusion(ledger: Ledger, shard: int, seq: int, tree_size: int | None 
     ranges = tlog.inclusion_ranges(seq - 1, size)
     keys = tlog.proof_keys(ranges) | tlog.range_keys(0, size)
     stored = await ledger.stored_hashes(shard, keys)
+    if leaves:
+        stored = {**{k: leaves[k] for k in keys if k in leaves}, **stored}
+    root = _computed(shard, lambda: tlog.range_hash(0, size, stored))
+    if leaves and checkpoint is not None and checkpoint[0] == size and checkpoint[1] != root:
+        # Only archived leaves are checked here: a tampered ledger is the customer's proof to catch.
+        raise AuditDivergence(f"shard {shard}: with leaves from the tiles archive the log gives another root than "
+                              f"the checkpoint at size {size}; run `posray audit`")
     return {
         "shard": shard,
         "leaf_index": seq - 1,
         "tree_size": size,
-        "root_hash": _computed(shard, lambda: tlog.range_hash(0, size, stored)).hex(),
+        "root_hash": root.hex(),
         "inclusion_proof": [h.hex() for h in _computed(shard, lambda: tlog.proof_hashes(ranges, stored))],
         "checkpoint": checkpoint[2] if checkpoint and checkpoint[0] == size else None,
     }

@@ -83,6 +83,15 @@ def fetch_hashes(source: TileSource, shard: int, keys: set, size: int) -> dict:
     return hashes
 
 
+def read_tile(source: TileSource, shard: int, tile: tiles.Tile) -> bytes:
+    """The bytes of `tile` of `shard`; a partial tile the source no longer has is cut from its full tile.
+
+    Raises:
+        NotFound: neither is in the source.
+    """
+    return _get(source, shard, tile)
+
+
 def _get(source: TileSource, shard: int, tile: tiles.Tile) -> bytes:
     data = source.get(f"{shard}/{tile.path}")
     if data is None and not tile.full:

@@ -18,7 +18,8 @@ from posray.domain import tiles
 from posray.domain.errors import AuditDivergence, NotFound, SetupError
 from posray.domain.merkle import leaf_hash
 from posray.domain.tiles import Tile
-from posray.services.ports import Ledger, TileSink
+from posray.services.archive import archived_tile
+from posray.services.ports import Ledger, TileSink, TileSource
 from posray.services.proofs import published_checkpoint
 
 EXPORT_STEP_LEAVES = 1 << 16  # full tiles are exported this many leaves at a time (bounded memory)
@@ -49,8 +50,12 @@ class TileCache:
             self._bytes -= len(dropped)
 
 
-async def read_tile(ledger: Ledger, shard: int, tile: Tile, cache: TileCache | None = None) -> bytes:
+async def read_tile(ledger: Ledger, shard: int, tile: Tile, cache: TileCache | None = None,
+                    archive: TileSource | None = None) -> bytes:
     """The bytes of a hash tile or entry bundle of `shard`'s log.
+
+    Args:
+        archive: the tiles archive, for the leaves of days that left the ledger (retention).
 
     Raises:
         NotFound: the log does not hold the tile yet (fewer hashes or entries than its width).
@@ -64,6 +69,8 @@ async def read_tile(ledger: Ledger, shard: int, tile: Tile, cache: TileCache | N
     else:
         hashes = await ledger.hash_range(shard, tiles.TILE_HEIGHT * tile.level, tile.first, tile.width)
         data = b"".join(hashes) if len(hashes) == tile.width else None
+    if data is None and archive is not None and tile.level == 0:
+        data = await archived_tile(ledger, archive, shard, tile)
     if data is None:
         raise NotFound(f"shard {shard}'s log has no {tile.path} (yet)")
     if cache is not None:
@@ -140,9 +147,10 @@ async def _write_tiles(ledger: Ledger, sink: TileSink, shard: int, wanted: list[
             paths.append(f"{shard}/{Tile(0, tile.index, tile.width, entries=True).path}")
         if tile.full and all(sink.exists(p) for p in paths):
             continue
-        data = await read_tile(ledger, shard, tile)
+        # The export itself is the archive of detached days: their leaves are read back from it.
+        data = await read_tile(ledger, shard, tile, archive=sink)
         if tile.level == 0:
-            bundle = await read_tile(ledger, shard, Tile(0, tile.index, tile.width, entries=True))
+            bundle = await read_tile(ledger, shard, Tile(0, tile.index, tile.width, entries=True), archive=sink)
             if b"".join(leaf_hash(r) for r in tiles.decode_bundle(bundle)) != data:
                 raise AuditDivergence(f"shard {shard}: a record of {tile.path} does not hash to its stored leaf "
                                       "hash; run `posray audit`")

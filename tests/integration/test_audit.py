@@ -381,7 +381,7 @@ class TestIntactLedger:
         assert code == 0
         assert shards[recorded.target] == {
             "shard": recorded.target, "documents": DOCS, "batches": BATCHES, "checkpoints": BATCHES,
-            "nodes": NODES, "first_divergence": None}
+            "nodes": NODES, "first_divergence": None, "archived": 0, "archived_days": []}
         assert shards[recorded.bystander]["documents"] == BYSTANDER_DOCS
         assert shards[recorded.bystander]["first_divergence"] is None
 

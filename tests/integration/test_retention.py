@@ -1,5 +1,6 @@
-"""`posray ledger detach --before DATE` on a real ledger: refused until the Parquet snapshot holds
-the days, then the days leave ledger_entries (detached, recorded) while the rest still answers."""
+"""`posray ledger detach --before DATE` on a real ledger: refused until the Parquet snapshot and the
+tiles archive hold the days, then the days leave ledger_entries (detached, recorded) while the rest
+still answers."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import orjson
 import pytest
 
 from jobs.snapshot import export_snapshot
+from posray.adapters.tile_files import TileDirectory
+from posray.services import tiles
 from posray.services.lookup import by_code, proof_bundle
 from posray.settings import Settings
 from tests.conftest import private_database
 from tests.integration.support import backends, fresh_terminal, record_days
 from tests.integration.test_partitions import partition, utc_today
-from tooling.ledger_cli import _detach, archives_of
+from tooling.ledger_cli import _detach
 
 
 def test_old_days_are_detached_only_once_the_snapshot_holds_them(
@@ -24,7 +27,7 @@ def test_old_days_are_detached_only_once_the_snapshot_holds_them(
 ):
     terminal_id, shard = fresh_terminal("RETAIN")
     today = utc_today()
-    snapshot = tmp_path / "snapshot"
+    snapshot, archive = tmp_path / "snapshot", tmp_path / "tiles"
     with private_database(f"posray_t_{run_id}_retain") as dsn:
         settings = Settings(pg_dsn=dsn, operator_seed_file=seed_file)
 
@@ -35,13 +38,21 @@ def test_old_days_are_detached_only_once_the_snapshot_holds_them(
         asyncio.run(populate())
         before = today - timedelta(days=4)
 
-        refused = asyncio.run(_detach(dsn, before, archives_of(snapshot), False))
+        refused = asyncio.run(_detach(dsn, before, snapshot, str(archive), False))
         first = capsys.readouterr().err.splitlines()
-        too_recent = asyncio.run(_detach(dsn, today, archives_of(snapshot), True))
+        too_recent = asyncio.run(_detach(dsn, today, snapshot, str(archive), True))
         second = capsys.readouterr().err.splitlines()
 
         export_snapshot(dsn, snapshot)
-        done = asyncio.run(_detach(dsn, before, archives_of(snapshot), False))
+        no_tiles = asyncio.run(_detach(dsn, before, snapshot, str(archive), False))
+        third = capsys.readouterr().err.splitlines()
+
+        async def export_tiles():
+            async with backends(redis_url, dsn, key_prefix) as b:
+                await tiles.export(b.ledger, TileDirectory(archive), shard, settings.log_origin(shard))
+
+        asyncio.run(export_tiles())
+        done = asyncio.run(_detach(dsn, before, snapshot, str(archive), False))
         out = capsys.readouterr().out
 
         async def after():
@@ -66,6 +77,9 @@ def test_old_days_are_detached_only_once_the_snapshot_holds_them(
                         f"snapshot holds shard {shard} up to seq 0 but {today - timedelta(days=6)} reaches seq 10")
     assert first[-1].endswith("nothing detached (2 of 2 days must stay)")
     assert too_recent == 1 and any("too recent" in line for line in second)
+    assert no_tiles == 1 and third[0] == (f"posray ledger detach: refused, {partition(today - timedelta(days=6))}: the "
+                                          f"tiles archive holds shard {shard} up to seq 0 but "
+                                          f"{today - timedelta(days=6)} reaches seq 10")
     assert done == 0 and f"detached {partition(today - timedelta(days=6))}" in out
     assert partition(today - timedelta(days=6)) not in parts and partition(today - timedelta(days=5)) not in parts
     assert partition(today) in parts

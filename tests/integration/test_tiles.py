@@ -179,6 +179,7 @@ def posray_tiles_server(dsn: str):
         settings = Settings(shard_count=SHARD_COUNT, pg_dsn=dsn)
         limiter = RateLimiter(10_000, 10_000, 100)
         tiles = TileCache()
+        archive = None
 
     built: list = []
 

@@ -150,7 +150,7 @@ class TestRoutes:
         from posray.settings import Settings
 
         class Backend:
-            settings, ledger, tiles = Settings(), log.ledger, tiles.TileCache()
+            settings, ledger, tiles, archive = Settings(), log.ledger, tiles.TileCache(), None
 
             class limiter:  # noqa: N801 - never limits
                 @staticmethod
