@@ -126,7 +126,7 @@ async def archived_entry(ledger: Ledger, archive: TileSource | None, shard: int,
     if found is None:
         return None
     if archive is None:
-        raise Unavailable(f"this receipt's day left the ledger (retention) and no tiles archive is configured "
+        raise Unavailable("this receipt's day left the ledger (retention) and no tiles archive is configured "
                           "(POSRAY_TILES_ARCHIVE)")
     header, header_hash = found
     size = await archive_size(ledger, archive, shard)
