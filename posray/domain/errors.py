@@ -40,7 +40,8 @@ subclass this tree; every other class is defined here.
         ├── KeyFileError          (adapters/keyfile.py) the seed file is missing, malformed or exposed
         ├── NoDeployment          (locate.py) no deployment (or setting) where a command needs one
         ├── EmbeddedError         (embedded/common.py) an embedded server cannot start or stop
-        └── UnsafeConfig          (deployments/haproxy_guard.py) the HAProxy config cannot be hardened
+        ├── UnsafeConfig          (deployments/haproxy_guard.py) the HAProxy config cannot be hardened
+        └── WitnessFolderError    (adapters/witness_files.py) a witness's folder, key or state is unusable
 
 Errors cross Ray calls by pickle: a class whose constructor takes more than the message
 defines __reduce__.

@@ -88,3 +88,6 @@ def test_killing_an_actor_mid_stream_loses_and_duplicates_nothing(victim, posray
     assert len({(a["shard"], a["seq"]) for a in acked}) == len(docs), "every document is acknowledged"
     assert all(s in (200, 503, -1) for s in statuses), statuses
     assert_recorded_exactly_once(settings.pg_dsn, acked, sorted(ids))
+    # The next test starts from a recovered cluster: every replica reaches the restarted actor.
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        assert wait_until(lambda: all(http.get("/readyz").status_code == 200 for _ in range(4)), timeout_s=60)

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Modules that define a class of the tree outside posray/domain/errors.py (see its docstring).
 DEFINING_MODULES = ("posray.settings", "posray.adapters.keyfile", "tooling.embedded.common", "posray.locate",
                     "deployments.haproxy_guard", "posray.domain.note", "posray.domain.fence", "posray.domain.tiles",
-                    "posray.services.lottery", "jobs.analytics_bench")
+                    "posray.services.lottery", "jobs.analytics_bench", "posray.domain.witness",
+                    "posray.adapters.witness_files")
 # Private signals that never leave their module (caught where raised).
 # Control flow inside one module, never raised out of it.
 PRIVATE_SIGNALS = {("posray/services/audit.py", "_Diverged"), ("posray/services/capture.py", "_KeysLost")}
