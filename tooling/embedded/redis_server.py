@@ -89,6 +89,25 @@ def _spawn_redis(binary: Path, data_dir: Path, port: int, daemon: bool) -> subpr
     return proc
 
 
+def await_redis(proc: subprocess.Popen, data_dir: Path, port: int, daemon: bool) -> ServerInfo:
+    """Wait until a spawned server answers; a child that never does is killed, one that does is
+    kept (not daemonized) so that it can be stopped later.
+
+    Raises:
+        EmbeddedError: no PONG in time, or the server exited.
+    """
+    try:
+        pid = _wait_redis_ready(data_dir, port, proc, daemon)
+    except EmbeddedError:
+        if not daemon:
+            proc.kill()
+            proc.wait()
+        raise
+    if not daemon:
+        _children[pid] = proc
+    return _redis_info(data_dir, port, pid)
+
+
 def _wait_redis_ready(data_dir: Path, port: int, proc: subprocess.Popen, daemon: bool) -> int:
     """Waits for the pidfile and a PONG; returns the server's pid."""
     def ready() -> bool:
@@ -127,17 +146,7 @@ def start_redis(
         binary = Path(binary) if binary else redis_binary()
         port = _choose_port(data_dir, port)
         _save_state(data_dir, kind="redis", port=port, binary=str(binary))
-        proc = _spawn_redis(binary, data_dir, port, daemon)
-        try:
-            pid = _wait_redis_ready(data_dir, port, proc, daemon)
-        except EmbeddedError:
-            if not daemon:
-                proc.kill()
-                proc.wait()
-            raise
-        if not daemon:
-            _children[pid] = proc
-        return _redis_info(data_dir, port, pid)
+        return await_redis(_spawn_redis(binary, data_dir, port, daemon), data_dir, port, daemon)
 
 
 def stop_redis(data_dir: Path, timeout_s: float = 10) -> bool:

@@ -26,7 +26,6 @@ from tooling.embedded.common import (
     _REAP_WAIT_S,
     _REDIS_READY_S,
     _alive,
-    _children,
     _choose_port,
     _load_state,
     _locked,
@@ -39,9 +38,7 @@ from tooling.embedded.common import (
 )
 from tooling.embedded.resp import pairs as _pairs, role as _role
 from tooling.embedded.resp import try_command as _try_command, try_commands as _try_commands
-from tooling.embedded.redis_server import (
-    _quote, _redis_info, _redis_running, _wait_redis_ready, stop_redis,
-)
+from tooling.embedded.redis_server import _quote, _redis_running, await_redis, stop_redis
 
 MASTER_NAME = "posray"
 
@@ -270,17 +267,7 @@ def start_member(folder: Path, conf_lines, daemon: bool, binary: Path | None = N
         conf = folder / "redis.conf"
         if not conf.exists():
             conf.write_text("\n".join(_common_conf(folder, port, daemon) + conf_lines(port)) + "\n")
-        proc = _spawn(binary, conf, folder, daemon, sentinel)
-        try:
-            pid = _wait_redis_ready(folder, port, proc, daemon)
-        except EmbeddedError:
-            if not daemon:
-                proc.kill()
-                proc.wait()
-            raise
-        if not daemon:
-            _children[pid] = proc
-        return _redis_info(folder, port, pid)
+        return await_redis(_spawn(binary, conf, folder, daemon, sentinel), folder, port, daemon)
 
 
 def start_replicated(root: Path, replicas: int = 1, master: str = MASTER_NAME) -> ReplicatedRedis:
